@@ -1,0 +1,1 @@
+"""The ``aqa`` command line (typer). Command modules import heavy libraries lazily."""

@@ -1,0 +1,87 @@
+"""Entry point of the ``aqa`` command and its single error boundary."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from aqa_framework import __version__
+from aqa_framework.cli import data_cmd, plugins_cmd, run_cmd, spec_cmd
+
+app = typer.Typer(
+    name="aqa",
+    help="Action Quality Assessment: train, evaluate and apply multitask video models "
+    "assembled from a YAML spec.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aqa-framework {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Action Quality Assessment: train, evaluate and apply multitask video models."""
+
+
+app.add_typer(plugins_cmd.app, name="plugins")
+app.add_typer(spec_cmd.app, name="spec")
+app.add_typer(data_cmd.app, name="data")
+app.command("validate")(spec_cmd.validate)
+for _name, _fn in run_cmd.COMMANDS.items():
+    app.command(_name)(_fn)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: one clear message and exit 1 on any error (``AQA_DEBUG=1`` for tracebacks).
+
+    Args:
+        argv: Arguments (defaults to ``sys.argv[1:]``).
+    """
+    from aqa_framework.errors import AQAError
+
+    debug = os.environ.get("AQA_DEBUG", "").lower() in {"1", "true", "yes", "on"}
+    try:
+        app(args=argv, prog_name="aqa", standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _report("interrupted")
+        sys.exit(130)
+    except AQAError as exc:
+        if debug:
+            raise
+        _report(str(exc))
+        sys.exit(1)
+    except Exception as exc:  # the boundary: never a traceback unless asked for
+        if debug:
+            raise
+        _report(f"{type(exc).__name__}: {exc}\n(set AQA_DEBUG=1 to see the traceback)")
+        sys.exit(1)
+
+
+def _report(message: str) -> None:
+    from rich.markup import escape
+
+    from aqa_framework.cli.console import err
+
+    err.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,170 @@
+"""``aqa plugins``: list and inspect the registered components."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="List and inspect plugins and their components.", no_args_is_help=True)
+
+KindOption = Annotated[
+    str | None,
+    typer.Option("--kind", "-k", help="Only this kind: backbone, aggregator, head, dataset."),
+]
+
+
+def _params_rows(params_model: Any) -> list[dict[str, Any]]:
+    rows = []
+    for fname, f in params_model.model_fields.items():
+        default = None if f.is_required() else f.get_default(call_default_factory=True)
+        try:
+            json.dumps(default)
+        except TypeError:
+            default = str(default)
+        rows.append(
+            {
+                "name": fname,
+                "type": _type_name(f.annotation),
+                "required": f.is_required(),
+                "default": default,
+                "description": f.description or "",
+            }
+        )
+    return rows
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return text or str(annotation).replace("typing.", "")
+
+
+@app.command("list")
+def list_plugins(
+    pattern: Annotated[str, typer.Argument(help="Shell-style name filter, e.g. '*3d*'.")] = "*",
+    kind: KindOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List registered components grouped by kind, with the plugin that provides each."""
+    from aqa_framework.registry import get_registry
+
+    reg = get_registry()
+    entries = reg.list_components(kind, pattern)
+    if as_json:
+        doc = {
+            "python": sys.executable,
+            "components": [
+                {
+                    "kind": e.kind,
+                    "name": e.name,
+                    "summary": e.summary,
+                    "plugin": e.plugin.name,
+                    "distribution": e.plugin.distribution,
+                    "version": e.plugin.version,
+                    "class": e.qualname,
+                }
+                for e in entries
+            ],
+            "plugins": [
+                {
+                    "name": p.name,
+                    "module": p.module,
+                    "distribution": p.distribution,
+                    "version": p.version,
+                    "error": p.error,
+                }
+                for p in reg.plugins
+            ],
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+
+    from rich.table import Table
+
+    from aqa_framework.cli.console import out
+
+    table = Table(title="Registered components", title_justify="left")
+    for col in ("kind", "name", "provider", "summary"):
+        table.add_column(col, overflow="fold")
+    last_kind = None
+    for e in entries:
+        if last_kind is not None and e.kind != last_kind:
+            table.add_section()
+        last_kind = e.kind
+        provider = f"{e.plugin.distribution} {e.plugin.version}"
+        table.add_row(e.kind, e.name, provider, e.summary)
+    out.print(table)
+    if not entries:
+        out.print("No component matches.")
+    failed = reg.failed
+    if failed:
+        out.print("[bold red]Plugins that failed to load:[/]")
+        for p in failed:
+            out.print(f"  {p.name} ({p.distribution} {p.version}): {p.error}", markup=False)
+    out.print(f"Python: {sys.executable}", markup=False, highlight=False)
+
+
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="Component name, e.g. c3d.")],
+    kind: KindOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show a component's parameters (types, defaults, descriptions) and where it is defined."""
+    import inspect
+
+    from aqa_framework.errors import UnknownComponentError
+    from aqa_framework.registry import KINDS, get_registry
+
+    reg = get_registry()
+    if kind:
+        entries = [reg.entry(kind, name)]
+    else:
+        entries = reg.find(name)
+        if not entries:
+            close = [reg.unknown_message(k, name) for k in KINDS]
+            hint = next((m for m in close if "Did you mean" in m), close[0])
+            raise UnknownComponentError(hint.replace("Unknown backbone", "Unknown component"))
+    docs = []
+    for e in entries:
+        try:
+            source = f"{inspect.getsourcefile(e.cls)}:{inspect.getsourcelines(e.cls)[1]}"
+        except (OSError, TypeError):
+            source = e.qualname
+        docs.append(
+            {
+                "kind": e.kind,
+                "name": e.name,
+                "summary": e.summary,
+                "doc": inspect.getdoc(e.cls) or "",
+                "class": e.qualname,
+                "source": source,
+                "plugin": e.plugin.name,
+                "distribution": e.plugin.distribution,
+                "version": e.plugin.version,
+                "params": _params_rows(e.cls.Params),
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))
+        return
+    from rich.table import Table
+
+    from aqa_framework.cli.console import out
+
+    for d in docs:
+        out.print(f"[bold]{d['kind']} {d['name']}[/] - {d['summary']}")
+        out.print(f"class: {d['class']}\ndefined in: {d['source']}", markup=False)
+        out.print(f"provided by: {d['distribution']} {d['version']} (plugin {d['plugin']})")
+        table = Table(title="params", title_justify="left")
+        for col in ("name", "type", "default", "description"):
+            table.add_column(col, overflow="fold")
+        for row in d["params"]:
+            default = "(required)" if row["required"] else repr(row["default"])
+            table.add_row(row["name"], row["type"], default, row["description"])
+        if d["params"]:
+            out.print(table)
+        else:
+            out.print("params: none")

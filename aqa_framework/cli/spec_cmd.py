@@ -1,0 +1,70 @@
+"""``aqa validate`` and ``aqa spec``: check specs and export their schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aqa_framework.cli.options import SetOption, SpecArg
+
+app = typer.Typer(help="Work with spec files.", no_args_is_help=True)
+
+
+def load_and_resolve(spec_path: Path, overrides: list[str] | None):
+    """Pass one and pass two of validation; returns the resolved spec."""
+    from aqa_framework.resolve import resolve
+    from aqa_framework.spec import load_spec
+
+    spec = load_spec(spec_path, overrides or [])
+    return resolve(spec, source=str(spec_path))
+
+
+def validate(
+    spec: SpecArg,
+    set_: SetOption = None,
+    build: Annotated[
+        bool,
+        typer.Option(
+            "--build/--no-build",
+            help="Also open the dataset and assemble the model (checks targets and shapes).",
+        ),
+    ] = True,
+) -> None:
+    """Validate a spec: envelope, component names and params, then dataset/head fit."""
+    from aqa_framework.cli.console import out
+
+    resolved = load_and_resolve(spec, set_)
+    if build:
+        from aqa_framework.builder import check_spec
+
+        report = check_spec(resolved)
+        out.print(f"[green]OK[/] {spec}: {report}", highlight=False)
+    else:
+        out.print(f"[green]OK[/] {spec}: components and params are valid", highlight=False)
+
+
+@app.command("schema")
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of spec files (for editor completion and validation)."""
+    from aqa_framework.spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+    else:
+        typer.echo(text)
+
+
+@app.command("show")
+def show(spec: SpecArg, set_: SetOption = None) -> None:
+    """Print a spec with every default filled in (after --set overrides)."""
+    from aqa_framework.spec import dump_spec, load_spec
+
+    typer.echo(dump_spec(load_spec(spec, set_ or [])), nl=False)

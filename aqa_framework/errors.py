@@ -1,0 +1,51 @@
+"""Exceptions that the CLI turns into one clear message and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class AQAError(Exception):
+    """Base class for every error a user can act on.
+
+    The CLI prints ``str(error)`` as a single message and exits with status 1; set
+    ``AQA_DEBUG=1`` to see the traceback instead.
+    """
+
+
+class SpecError(AQAError):
+    """A spec file is malformed or names something that does not fit.
+
+    Args:
+        problems: One ``(path, message)`` pair per problem; ``path`` is the dotted YAML path
+            (``model.heads.score.params.hidden``) or an empty string for the whole file.
+        source: The file the spec came from, if any.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        if len(self.problems) == 1:
+            path, msg = self.problems[0]
+            return f"{where}{path}: {msg}" if path else f"{where}{msg}"
+        lines = [f"{where}{len(self.problems)} problems in the spec:"]
+        lines += [f"  {path}: {msg}" if path else f"  {msg}" for path, msg in self.problems]
+        return "\n".join(lines)
+
+
+class UnknownComponentError(AQAError):
+    """A registry lookup named a component that is not registered."""
+
+
+class PluginError(AQAError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class DataError(AQAError):
+    """A dataset, annotation file or video is missing, corrupt or inconsistent."""
+
+
+class CheckpointError(AQAError):
+    """A checkpoint or weight file cannot be read or does not fit the model."""

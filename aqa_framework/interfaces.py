@@ -1,0 +1,238 @@
+"""The four plugin interfaces: Backbone, Aggregator, TaskHead and VideoDataset.
+
+Data flow of a multitask model::
+
+    video (B, N, C, T, H, W)      N clips of T frames per sample
+      -> backbone on all B*N clips in one call -> clip features (B, N, *F)
+      -> aggregator                            -> video features (B, *G)
+      -> each head, on video or clip features  -> outputs, loss, predictions
+
+The builder infers every shape (``in_shape`` arguments exclude the batch dimensions) and hands
+each head the dataset's :class:`~aqa_framework.targets.Targets`; nothing about dimensions is
+written in a spec.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+
+from pydantic import BaseModel
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from aqa_framework.component import Component, NoParams
+from aqa_framework.targets import Targets
+
+FeatureLevel = Literal["video", "clips"]
+TargetKind = Literal["scores", "classes", "captions"]
+
+__all__ = [
+    "Aggregator",
+    "Backbone",
+    "Component",
+    "FeatureLevel",
+    "NoParams",
+    "TargetKind",
+    "TaskHead",
+    "VideoDataset",
+]
+
+
+class Backbone(Component, nn.Module, ABC):
+    """Maps a batch of clips to clip features.
+
+    Subclasses build their layers in ``__init__(params)`` without loading any file (the
+    builder may construct them on the ``meta`` device to infer shapes) and load weights in
+    :meth:`load_pretrained`.
+
+    Attributes:
+        layers: Names of the submodules whose activations are meaningful probe points
+            (``aqa probe``), shallow to deep.
+    """
+
+    kind: ClassVar[str] = "backbone"
+    layers: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: BaseModel) -> None:
+        nn.Module.__init__(self)
+        self.params = params
+
+    @abstractmethod
+    def forward(self, clips: Tensor) -> Tensor:
+        """Compute clip features.
+
+        Args:
+            clips: ``(M, C, T, H, W)`` float tensor, M = batch x clips.
+
+        Returns:
+            ``(M, *F)`` features.
+        """
+
+    def load_pretrained(self, path: str | Path) -> None:  # noqa: B027 - optional hook
+        """Load weights from a local file (never from a network).
+
+        Args:
+            path: A weight file in a layout the backbone understands.
+        """
+
+
+class Aggregator(Component, nn.Module, ABC):
+    """Pools the clip features of each video into one video-level feature."""
+
+    kind: ClassVar[str] = "aggregator"
+
+    def __init__(self, params: BaseModel, in_shape: tuple[int, ...]) -> None:
+        """Build the aggregator.
+
+        Args:
+            params: Validated :attr:`Params`.
+            in_shape: Shape of one clip's features ``F`` (without batch and clip dims).
+        """
+        nn.Module.__init__(self)
+        self.params = params
+        self.in_shape = in_shape
+
+    @abstractmethod
+    def forward(self, clip_features: Tensor) -> Tensor:
+        """Aggregate ``(B, N, *F)`` clip features into ``(B, *G)`` video features."""
+
+
+class TaskHead(Component, nn.Module, ABC):
+    """One task: owns its layers, its loss, its predictions and its metrics.
+
+    Attributes:
+        consumes: ``"video"`` for aggregated features ``(B, *G)`` or ``"clips"`` for the
+            clip sequence ``(B, N, *F)``.
+        target_kind: Which part of :class:`~aqa_framework.targets.Targets` it learns from.
+    """
+
+    kind: ClassVar[str] = "head"
+    consumes: ClassVar[FeatureLevel] = "video"
+    target_kind: ClassVar[TargetKind] = "scores"
+
+    def __init__(self, params: BaseModel, in_shape: tuple[int, ...], targets: Targets) -> None:
+        """Build the head.
+
+        Args:
+            params: Validated :attr:`Params`.
+            in_shape: Shape of the features it consumes, without batch (and clip) dims.
+            targets: What the dataset provides (already checked by :meth:`check_targets`).
+        """
+        nn.Module.__init__(self)
+        self.params = params
+        self.in_shape = in_shape
+        self.targets = targets
+
+    @classmethod
+    def check_targets(cls, params: BaseModel, targets: Targets) -> str | None:
+        """Say why the dataset's targets do not suit this head, or ``None`` if they do.
+
+        The default checks that :attr:`target_kind` is provided at all.
+        """
+        present = {
+            "scores": bool(targets.scores),
+            "classes": bool(targets.classes),
+            "captions": targets.captions is not None,
+        }[cls.target_kind]
+        if present:
+            return None
+        return (
+            f"head '{cls.name}' needs {cls.target_kind} targets, but the dataset provides "
+            f"{targets.describe()}"
+        )
+
+    @abstractmethod
+    def forward(self, features: Tensor, batch: Mapping[str, Any] | None = None) -> dict:
+        """Compute raw outputs (logits, scores, token log-probabilities).
+
+        Args:
+            features: Features at the level given by :attr:`consumes`.
+            batch: The collated batch during training (teacher forcing needs the targets);
+                ``None`` at inference.
+
+        Returns:
+            A dict of tensors that :meth:`loss` and :meth:`predict` understand.
+        """
+
+    @abstractmethod
+    def loss(self, outputs: dict, batch: Mapping[str, Any]) -> Tensor:
+        """Scalar loss of this task on a batch (before its ``loss_weight``)."""
+
+    @abstractmethod
+    def predict(self, outputs: dict) -> dict[str, list]:
+        """Per-sample predictions in plain Python types (points, class ids, text).
+
+        Returns:
+            Column name -> one value per sample, e.g. ``{"final_score": [81.3, ...]}``.
+        """
+
+    @abstractmethod
+    def references(self, batch: Mapping[str, Any]) -> dict[str, list]:
+        """The ground truth of a batch under the same column names as :meth:`predict`."""
+
+    @abstractmethod
+    def metrics(self, predictions: dict[str, list], references: dict[str, list]) -> dict:
+        """Metrics over a whole split, e.g. ``{"spearman": 0.87}`` (float values)."""
+
+
+class VideoDataset(Component, Dataset, ABC):
+    """A split of a video dataset that yields sample dicts.
+
+    A sample is a dict with ``"key"`` (str), ``"video"`` (float tensor ``(N, C, T, H, W)``) and
+    the targets it provides (see :mod:`aqa_framework.targets`).
+
+    Attributes:
+        splits: Names of the splits the dataset offers (``train`` and ``test`` at least).
+    """
+
+    kind: ClassVar[str] = "dataset"
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+
+    def __init__(self, params: BaseModel, split: str = "train", train: bool = False) -> None:
+        """Open one split.
+
+        Args:
+            params: Validated :attr:`Params`.
+            split: Which split to open.
+            train: Whether to apply training-time augmentation (temporal jitter, flips).
+        """
+        Dataset.__init__(self)
+        self.params = params
+        self.split = split
+        self.train = train
+
+    @property
+    @abstractmethod
+    def targets(self) -> Targets:
+        """What this dataset provides."""
+
+    @property
+    @abstractmethod
+    def keys(self) -> list[str]:
+        """Sample keys of this split, in index order."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of samples in the split."""
+
+    @abstractmethod
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Load one sample."""
+
+    def load_video(self, path: str | Path) -> Tensor:
+        """Turn an arbitrary video file into the model input this dataset would produce.
+
+        Used by ``aqa predict``. The default raises; video datasets override it.
+
+        Args:
+            path: A video file (or frame folder).
+
+        Returns:
+            ``(N, C, T, H, W)`` float tensor.
+        """
+        raise NotImplementedError(f"dataset '{self.name}' cannot read arbitrary videos")
+

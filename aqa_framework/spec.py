@@ -1,0 +1,274 @@
+"""The run spec: a YAML file validated in two passes.
+
+Pass one (torch-free) checks the envelope: ``model``, ``data``, ``train``, ``eval``,
+``output``, ``seed``. Pass two (:func:`resolve`) looks each component up in the registry and
+validates its ``params`` against the component's own ``Params`` model. Every error carries the
+full YAML path of the offending value, e.g. ``model.heads.caption.params.hidden``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aqa_framework.errors import SpecError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(_Strict):
+    """A component by registry name, with its parameters."""
+
+    name: str = Field(description="Registry name of the component (see `aqa plugins list`).")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Parameters, validated against the component's Params."
+    )
+
+
+class HeadSpec(ComponentSpec):
+    """A task head with its weight in the total loss (paper eq. 4)."""
+
+    loss_weight: float = Field(1.0, ge=0, description="Weight of this task's loss in the total.")
+
+
+class ModelSpec(_Strict):
+    """The multitask model: one backbone, one aggregator, one head per task."""
+
+    backbone: ComponentSpec = Field(description="Clip feature extractor.")
+    aggregator: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(name="average"),
+        description="Pools clip features into a video feature.",
+    )
+    heads: dict[str, HeadSpec] = Field(
+        min_length=1, description="Task name -> head. Task names are free (score, cls, caption)."
+    )
+
+
+class DataSpec(ComponentSpec):
+    """The dataset and how it is loaded."""
+
+    batch_size: int = Field(3, ge=1, description="Training batch size (the paper uses 3).")
+    eval_batch_size: int | None = Field(
+        None, ge=1, description="Evaluation batch size; defaults to batch_size."
+    )
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    val_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of the training split held out for epoch selection. 0 selects "
+        "on the last epoch and never looks at the test split while training.",
+    )
+    train_size: int | None = Field(
+        None, ge=1, description="Train on a reproducible random subset of this many samples."
+    )
+    subset_seed: int = Field(0, description="Seed of the train_size subset and the val split.")
+
+
+class OptimizerSpec(_Strict):
+    """Optimizer, created through timm's ``create_optimizer_v2``."""
+
+    name: str = Field("adam", description="timm optimizer name (adam, adamw, sgd, ...).")
+    lr: float = Field(1e-4, gt=0, description="Initial learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay.")
+    momentum: float = Field(0.9, ge=0, description="Momentum (SGD-style optimizers).")
+
+
+class SchedulerSpec(_Strict):
+    """Learning-rate schedule, created through timm's ``create_scheduler_v2``."""
+
+    name: str = Field("none", description="'none' or a timm scheduler (cosine, step, ...).")
+    warmup_epochs: int = Field(0, ge=0, description="Linear warm-up epochs.")
+    min_lr: float = Field(0.0, ge=0, description="Lowest learning rate.")
+    decay_epochs: int = Field(30, ge=1, description="Step scheduler period.")
+    decay_rate: float = Field(0.1, gt=0, description="Step scheduler factor.")
+
+
+class TrainSpec(_Strict):
+    """How the model is trained."""
+
+    epochs: int = Field(100, ge=1, description="Number of epochs.")
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="'auto' is bf16 autocast on a GPU that supports it, else fp32."
+    )
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    compile: bool = Field(False, description="Wrap the model in torch.compile.")
+    channels_last: bool = Field(True, description="Use channels_last_3d memory format on GPU.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip gradient norm to this value.")
+    select_metric: str = Field(
+        "score.spearman", description="Metric (task.metric) that picks the best epoch."
+    )
+    max_steps_per_epoch: int | None = Field(
+        None, ge=1, description="Stop each epoch after this many steps (quick experiments)."
+    )
+    checkpoint_every: int = Field(1, ge=1, description="Save a resumable checkpoint every N epochs.")
+
+
+class EvalSpec(_Strict):
+    """How the model is evaluated."""
+
+    every: int = Field(1, ge=1, description="Evaluate every N epochs (and after the last).")
+    split: str = Field("test", description="Split reported as the final result.")
+
+
+class OutputSpec(_Strict):
+    """Where the run folder goes."""
+
+    dir: Path = Field(Path("runs"), description="Parent folder of run folders.")
+    name: str | None = Field(None, description="Run folder name; defaults to spec name + time.")
+
+
+class Spec(_Strict):
+    """A complete run spec."""
+
+    model: ModelSpec
+    data: DataSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    seed: int = Field(0, description="Seed of every random number generator.")
+    description: str = Field("", description="Free text, copied to the report.")
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, v: int) -> int:
+        if not 0 <= v < 2**32:
+            raise ValueError("seed must be in [0, 2**32)")
+        return v
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _path_str(loc: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """Turn a pydantic error into ``(dotted path, message)`` pairs.
+
+    Args:
+        exc: The validation error.
+        prefix: Path of the validated object inside the spec.
+    """
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        path = _path_str([prefix, *loc] if prefix else loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        if "input" in err and err["type"] not in {"missing", "extra_forbidden"}:
+            shown = repr(err["input"])
+            msg += f" (got {shown if len(shown) < 60 else shown[:57] + '...'})"
+        problems.append((path, msg))
+    return problems
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as YAML (``3``, ``1e-4``, ``true``, ``[a, b]``, ``null``)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a raw spec mapping (in place).
+
+    Raises:
+        SpecError: If an override is not of the form ``path=value``.
+    """
+    for item in overrides:
+        path, sep, value = item.partition("=")
+        if not sep or not path.strip():
+            raise SpecError([("", f"override {item!r} is not of the form a.b.c=value")])
+        keys = path.strip().split(".")
+        node: Any = raw
+        for i, key in enumerate(keys[:-1]):
+            nxt = node.get(key) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = node[key] = {}
+            elif not isinstance(nxt, dict):
+                where = ".".join(keys[: i + 1])
+                raise SpecError([(where, f"cannot set {path}: {where} is not a mapping")])
+            node = nxt
+        node[keys[-1]] = parse_value(value)
+    return raw
+
+
+def load_raw(path: str | Path) -> dict[str, Any]:
+    """Read a YAML spec file into a mapping.
+
+    Raises:
+        SpecError: If the file is missing, not YAML, or not a mapping.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError([("", f"spec file not found: {p}")])
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError([("", f"not valid YAML{where}: {problem}")], source=str(p)) from None
+    except UnicodeDecodeError:
+        raise SpecError([("", "not a text file")], source=str(p)) from None
+    if data is None:
+        raise SpecError([("", "the spec is empty")], source=str(p))
+    if not isinstance(data, dict):
+        raise SpecError([("", "the spec must be a mapping at the top level")], source=str(p))
+    return data
+
+
+def parse_spec(raw: Mapping[str, Any], source: str | None = None) -> Spec:
+    """Validate the envelope of a raw spec mapping (pass one, torch-free).
+
+    Raises:
+        SpecError: Listing every problem with its path.
+    """
+    try:
+        return Spec.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise SpecError(errors_from_validation(exc), source=source) from None
+
+
+def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> Spec:
+    """Read, override and validate a spec file (pass one).
+
+    Args:
+        path: The YAML file.
+        overrides: ``a.b.c=value`` strings applied before validation.
+    """
+    raw = apply_overrides(load_raw(path), overrides)
+    return parse_spec(raw, source=str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the spec envelope, for editors."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "aqa-framework run spec"
+    return schema
+
+
+def dump_spec(spec: Spec) -> str:
+    """The spec as YAML, with every default filled in."""
+    import yaml
+
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

@@ -137,6 +137,12 @@ def create_plugin_manager(
         dist, version = _distribution_of(ep)
         info = PluginInfo(ep.name, ep.value, dist, version)
         try:
+            clash = next((i for i in infos if i.name == ep.name and not i.error), None)
+            if clash is not None:
+                raise PluginError(
+                    f"entry point '{ep.name}' is provided twice: by {clash.distribution} "
+                    f"{clash.version} ({clash.module}) and by {dist} {version} ({ep.value})"
+                )
             plugin = ep.load()
             _register(pm, plugin, ep.name)
         except Exception as exc:  # a broken plugin must not take the others down

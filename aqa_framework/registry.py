@@ -93,7 +93,7 @@ class Registry:
             entry_points, builtins=builtins, extra_plugins=extra_plugins, strict=self.strict
         )
         self._entries: dict[str, dict[str, RegistryEntry]] = {k: {} for k in KINDS}
-        by_name = {p.name: p for p in self.plugins}
+        by_name = {p.name: p for p in self.plugins if not p.error}
         for kind, hook_name in HOOKS.items():
             hook = getattr(self.pm.hook, hook_name)
             for impl in reversed(hook.get_hookimpls()):  # registration order

@@ -180,32 +180,93 @@ def parse_value(text: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def set_path(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """Set the value at a dotted path of a raw spec mapping (in place), creating mappings.
+
+    Args:
+        raw: The raw spec mapping.
+        path: Dotted path, e.g. ``train.optimizer.lr``.
+        value: The value to store (already parsed).
+
+    Raises:
+        SpecError: If a step of the path is a value rather than a mapping.
+    """
+    keys = path.strip().split(".")
+    node: Any = raw
+    for i, key in enumerate(keys[:-1]):
+        nxt = node.get(key) if isinstance(node, dict) else None
+        if nxt is None:
+            nxt = node[key] = {}
+        elif not isinstance(nxt, dict):
+            where = ".".join(keys[: i + 1])
+            raise SpecError([(where, f"cannot set {path}: {where} is not a mapping")])
+        node = nxt
+    node[keys[-1]] = value
+    return raw
+
+
+def delete_path(raw: dict[str, Any], path: str) -> dict[str, Any]:
+    """Remove the key at a dotted path of a raw spec mapping (in place).
+
+    Used to drop a whole entry, e.g. ``model.heads.caption`` to turn a multitask spec into a
+    single-task one; the envelope default (if any) then applies.
+
+    Args:
+        raw: The raw spec mapping.
+        path: Dotted path of the key to remove.
+
+    Raises:
+        SpecError: If the key does not exist (a typo would otherwise go unnoticed).
+    """
+    keys = path.strip().split(".")
+    node: Any = raw
+    for i, key in enumerate(keys):
+        if not isinstance(node, dict) or key not in node:
+            where = ".".join(keys[:i]) or "the spec"
+            have = ", ".join(map(str, node)) if isinstance(node, dict) else "not a mapping"
+            raise SpecError([(path, f"cannot delete: no key {key!r} in {where} (has: {have})")])
+        if i == len(keys) - 1:
+            del node[key]
+        else:
+            node = node[key]
+    return raw
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides to a raw spec mapping (in place).
 
+    ``~a.b.c`` (no value) removes the key instead, e.g. ``~model.heads.caption`` drops the
+    caption head; ``a.b.c=null`` stores ``None``.
+
     Raises:
-        SpecError: If an override is not of the form ``path=value``.
+        SpecError: If an override is not of the form ``path=value`` or ``~path``, or a
+            ``~path`` names a key that does not exist.
     """
     for item in overrides:
+        stripped = item.strip()
+        if stripped.startswith("~") and "=" not in stripped:
+            target = stripped[1:].strip()
+            if not target or any(not k for k in target.split(".")):
+                raise SpecError([("", f"override {item!r}: ~ must be followed by a.b.c")])
+            delete_path(raw, target)
+            continue
         path, sep, value = item.partition("=")
         if not sep or not path.strip():
-            raise SpecError([("", f"override {item!r} is not of the form a.b.c=value")])
-        keys = path.strip().split(".")
-        node: Any = raw
-        for i, key in enumerate(keys[:-1]):
-            nxt = node.get(key) if isinstance(node, dict) else None
-            if nxt is None:
-                nxt = node[key] = {}
-            elif not isinstance(nxt, dict):
-                where = ".".join(keys[: i + 1])
-                raise SpecError([(where, f"cannot set {path}: {where} is not a mapping")])
-            node = nxt
-        node[keys[-1]] = parse_value(value)
+            raise SpecError(
+                [("", f"override {item!r} is not of the form a.b.c=value (or ~a.b.c to remove)")]
+            )
+        set_path(raw, path, parse_value(value))
     return raw
 
 

@@ -1,0 +1,29 @@
+"""Shared fixtures: a fresh registry per test, and where the release annotation files are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("AQA_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    """Every test starts and ends without a cached process-wide registry."""
+    from aqa_framework.registry import reset_registry
+
+    reset_registry()
+    yield
+    reset_registry()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The release annotation files (../shared/data); skips when absent."""
+    if not (SHARED_DATA / "mtl-aqa").is_dir():
+        pytest.skip(f"release annotation files not found at {SHARED_DATA} (set AQA_SHARED_DATA)")
+    return SHARED_DATA

@@ -105,6 +105,17 @@ class TrainSpec(_Strict):
     select_metric: str = Field(
         "score.spearman", description="Metric (task.metric) that picks the best epoch."
     )
+    select_mode: Literal["auto", "max", "min"] = Field(
+        "auto",
+        description="Whether a higher or lower select_metric is better; 'auto' is 'min' for "
+        "error-like metrics (names with l1, l2, mse, mae, error or loss) and 'max' otherwise.",
+    )
+    select_on: Literal["auto", "val", "test", "last"] = Field(
+        "auto",
+        description="Split that picks the epoch: 'val' (needs data.val_fraction > 0), 'last' "
+        "(the last epoch), 'test' (the optimistic protocol of published code; the report says "
+        "so) or 'auto' (val when there is a validation split, else last).",
+    )
     max_steps_per_epoch: int | None = Field(
         None, ge=1, description="Stop each epoch after this many steps (quick experiments)."
     )
@@ -116,6 +127,15 @@ class EvalSpec(_Strict):
 
     every: int = Field(1, ge=1, description="Evaluate every N epochs (and after the last).")
     split: str = Field("test", description="Split reported as the final result.")
+    track_test: bool = Field(
+        False,
+        description="Also evaluate the final split at every evaluation epoch and log it to "
+        "metrics.jsonl (learning curves only; it never picks the epoch unless "
+        "train.select_on is 'test').",
+    )
+    report_samples: int = Field(
+        8, ge=0, description="Generated commentaries shown next to their references in report.md."
+    )
 
 
 class OutputSpec(_Strict):

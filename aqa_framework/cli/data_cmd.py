@@ -2,6 +2,78 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(help="Prepare datasets (synthetic data, frame caches).", no_args_is_help=True)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected WIDTHxHEIGHT such as 96x72, got {text!r}") from None
+    return w, h
+
+
+@app.command("synth")
+def synth(
+    out_dir: Annotated[
+        Path, typer.Argument(help="Folder to create (MTL-AQA layout).", show_default=False)
+    ],
+    dives: Annotated[int, typer.Option("--dives", help="Number of dives.")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    size: Annotated[str, typer.Option("--size", help="Frame size WIDTHxHEIGHT.")] = "96x72",
+    dives_per_event: Annotated[
+        int, typer.Option("--dives-per-event", help="Dives per event video.")
+    ] = 30,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Processes rendering videos (default: CPUs, at most 4)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier synthetic dataset there.")
+    ] = False,
+) -> None:
+    """Generate SYNTHETIC diving videos and annotations in the MTL-AQA release format.
+
+    The folder is read by the `mtl-aqa` dataset (root: OUT_DIR); the `synthetic-diving`
+    dataset generates the same data on first use. Cartoon divers, not real diving.
+    """
+    from rich.table import Table
+
+    from aqa_framework.cli.console import out
+    from aqa_framework.synth.diving import default_workers, generate_diving
+
+    width, height = _parse_size(size)
+    summary = generate_diving(
+        out_dir,
+        dives,
+        seed,
+        (width, height),
+        dives_per_event=dives_per_event,
+        workers=workers or default_workers(),
+        overwrite=overwrite,
+    )
+    table = Table(title=f"Synthetic diving data (not real) in {summary.root}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("dives", f"{summary.dives} ({summary.train} train / {summary.test} test)")
+    table.add_row(
+        "videos",
+        f"{summary.events} event videos, {summary.frames} frames of "
+        f"{summary.size[0]}x{summary.size[1]} ({summary.codec})",
+    )
+    s = summary.scores
+    table.add_row(
+        "final_score",
+        f"{s['min']:.1f} - {s['max']:.1f} (mean {s['mean']:.1f}, std {s['std']:.1f})",
+    )
+    for field, counts in summary.classes.items():
+        table.add_row(field, " ".join(f"{i}:{c}" for i, c in enumerate(counts)))
+    table.add_row("vocabulary", f"{summary.vocab_size} words")
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    out.print(table)
+    out.print(f"Read it with: data: {{name: mtl-aqa, params: {{root: {summary.root}}}}}")

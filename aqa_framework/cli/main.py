@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from aqa_framework import __version__
-from aqa_framework.cli import data_cmd, plugins_cmd, run_cmd, spec_cmd
+from aqa_framework.cli import (
+    data_cmd,
+    eval_cmd,
+    plugins_cmd,
+    probe_cmd,
+    run_cmd,
+    spec_cmd,
+    sweep_cmd,
+)
 
 app = typer.Typer(
     name="aqa",
@@ -41,8 +49,11 @@ app.add_typer(plugins_cmd.app, name="plugins")
 app.add_typer(spec_cmd.app, name="spec")
 app.add_typer(data_cmd.app, name="data")
 app.command("validate")(spec_cmd.validate)
-for _name, _fn in run_cmd.COMMANDS.items():
+for _name, _fn in {**run_cmd.COMMANDS, **eval_cmd.COMMANDS}.items():
     app.command(_name)(_fn)
+for _name, _fn in {**sweep_cmd.COMMANDS, **probe_cmd.COMMANDS}.items():
+    app.command(_name)(_fn)
+app.add_typer(probe_cmd.baseline_app, name="baseline")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,9 +1,10 @@
-"""``aqa plugins``: list and inspect the registered components."""
+"""``aqa plugins``: list and inspect the registered components, scaffold new plugins."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -168,3 +169,27 @@ def show(
             out.print(table)
         else:
             out.print("params: none")
+
+
+@app.command("new")
+def new(
+    name: Annotated[
+        str,
+        typer.Argument(help="Plugin name: the prefix of its components, e.g. 'skating'."),
+    ],
+    directory: Annotated[
+        Path, typer.Option("--dir", "-d", help="Folder to create the package in.")
+    ] = Path("."),
+) -> None:
+    """Create a plugin package (dataset, head, spec, tests) that installs and passes its tests."""
+    from aqa_framework.cli.console import out
+    from aqa_framework.scaffold import create_plugin
+
+    root = create_plugin(name, directory)
+    out.print(f"[green]Created[/] {root}", highlight=False)
+    out.print(
+        f"Next:\n  cd {root}\n  pip install -e .\n  python -m pytest -q\n"
+        f"  aqa plugins list '{name}.*'\n  aqa run spec.yaml",
+        markup=False,
+        highlight=False,
+    )

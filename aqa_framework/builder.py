@@ -1,0 +1,232 @@
+"""Assemble datasets and models from a resolved spec.
+
+The builder wires every dimension: the dataset declares its targets, the backbone's clip
+feature shape and the aggregator's video feature shape are inferred by a forward pass on the
+``meta`` device (no memory, no compute), and each head is built for the features it consumes
+and the targets it needs. A head that does not fit the dataset is reported before anything
+is trained.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aqa_framework.errors import AQAError, SpecError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from aqa_framework.interfaces import Backbone, VideoDataset
+    from aqa_framework.model import MultitaskModel
+    from aqa_framework.resolve import ResolvedComponent, ResolvedSpec
+    from aqa_framework.targets import Targets
+
+DEFAULT_INPUT_SHAPE: tuple[int, ...] = (1, 3, 16, 112, 112)
+"""``(N, C, T, H, W)`` used for shape inference when neither the dataset nor the backbone
+says what one sample looks like."""
+
+
+def open_dataset(resolved: ResolvedSpec, split: str = "train", train: bool = False) -> VideoDataset:
+    """Open one split of the spec's dataset.
+
+    Args:
+        resolved: A resolved spec.
+        split: Split name (``train``, ``test`` ...).
+        train: Whether to apply training-time augmentation.
+    """
+    ds = resolved.dataset
+    return ds.cls(ds.params, split=split, train=train)
+
+
+def check_heads(resolved: ResolvedSpec, targets: Targets) -> list[tuple[str, str]]:
+    """``(path, message)`` for every head whose targets the dataset does not provide."""
+    problems = []
+    for task, head in resolved.heads.items():
+        problem = head.cls.check_targets(head.params, targets)
+        if problem:
+            problems.append((head.path or f"model.heads.{task}", f"{problem} (dataset "
+                             f"'{resolved.dataset.name}')"))
+    return problems
+
+
+def _normalize_shape(shape: Any) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 4:
+        shape = (1, *shape)
+    if len(shape) != 5:
+        raise ValueError(f"input_shape must be (N, C, T, H, W) or (C, T, H, W), got {shape}")
+    return shape
+
+
+def _construct(comp: ResolvedComponent, *args: Any) -> Any:
+    try:
+        return comp.cls(comp.params, *args)
+    except (ValueError, RuntimeError) as exc:
+        raise SpecError([(comp.path, f"{comp.kind} '{comp.name}' cannot be built: {exc}")]) from exc
+
+
+def _input_shape(backbone: Backbone, input_shape: Any) -> tuple[int, ...]:
+    if input_shape is not None:
+        return _normalize_shape(input_shape)
+    default = getattr(backbone, "default_input_shape", None)
+    return _normalize_shape(default) if default is not None else DEFAULT_INPUT_SHAPE
+
+
+def infer_shapes(
+    resolved: ResolvedSpec, input_shape: Any = None
+) -> tuple[nn.Module, nn.Module, tuple[int, ...], tuple[int, ...]]:
+    """Build backbone and aggregator on the meta device and infer their feature shapes.
+
+    Args:
+        resolved: A resolved spec.
+        input_shape: One sample's ``(N, C, T, H, W)`` (or ``(C, T, H, W)``); defaults to the
+            backbone's ``default_input_shape``.
+
+    Returns:
+        The meta backbone and aggregator, the clip feature shape ``F`` and the video feature
+        shape ``G`` (without batch dimensions).
+
+    Raises:
+        SpecError: If a component cannot be built or cannot process that input.
+    """
+    import torch
+
+    with torch.device("meta"):
+        backbone = _construct(resolved.backbone)
+        shape = _input_shape(backbone, input_shape)
+        n = shape[0]
+        backbone.eval()
+        try:
+            feats = backbone(torch.empty(2 * n, *shape[1:]))
+        except (RuntimeError, ValueError) as exc:
+            raise SpecError([(resolved.backbone.path, f"backbone '{resolved.backbone.name}' "
+                              f"cannot process clips of shape {shape[1:]}: {exc}")]) from exc
+        clip_shape = tuple(feats.shape[1:])
+        aggregator = _construct(resolved.aggregator, clip_shape)
+        aggregator.eval()
+        try:
+            video = aggregator(feats.unflatten(0, (2, n)))
+        except (RuntimeError, ValueError, AQAError) as exc:
+            raise SpecError([(resolved.aggregator.path, f"aggregator "
+                              f"'{resolved.aggregator.name}' cannot pool clip features of "
+                              f"shape {clip_shape} ({n} clips per video): {exc}")]) from exc
+        video_shape = tuple(video.shape[1:])
+    return backbone, aggregator, clip_shape, video_shape
+
+
+def build_model(
+    resolved: ResolvedSpec,
+    targets: Targets,
+    device: str | torch.device = "cpu",
+    *,
+    input_shape: Any = None,
+) -> MultitaskModel:
+    """Assemble the multitask model of a spec for a dataset's targets.
+
+    Heads are checked against ``targets`` first; shapes are inferred on the meta device;
+    then the modules are constructed on ``device`` and pretrained weights (a component's
+    ``pretrained`` param) are loaded. With ``device="meta"`` nothing is allocated and no
+    weights are loaded (for validation and parameter counts).
+
+    Args:
+        resolved: A resolved spec.
+        targets: What the dataset provides.
+        device: Where to create the parameters.
+        input_shape: One sample's ``(N, C, T, H, W)``; defaults to the backbone's
+            ``default_input_shape`` (e.g. 3x16x112x112 for ``c3d``).
+
+    Returns:
+        The model, in training mode.
+
+    Raises:
+        SpecError: ``model.heads.<task>`` when a head needs targets the dataset lacks, or the
+            component's path when it cannot be built for the inferred shapes.
+        CheckpointError: When a pretrained file cannot be loaded.
+    """
+    import torch
+
+    from aqa_framework.model import MultitaskModel
+
+    problems = check_heads(resolved, targets)
+    if problems:
+        raise SpecError(problems, source=resolved.source)
+    device = torch.device(device)
+    meta_backbone, meta_aggregator, clip_shape, video_shape = infer_shapes(resolved, input_shape)
+    if device.type == "meta":
+        backbone, aggregator = meta_backbone, meta_aggregator
+    else:
+        with device:
+            backbone = _construct(resolved.backbone)
+            aggregator = _construct(resolved.aggregator, clip_shape)
+    heads = {}
+    with device:
+        for task, head in resolved.heads.items():
+            in_shape = clip_shape if head.cls.consumes == "clips" else video_shape
+            heads[task] = _construct(head, in_shape, targets)
+    model = MultitaskModel(
+        backbone,
+        aggregator,
+        heads,
+        loss_weights={task: h.loss_weight for task, h in resolved.heads.items()},
+        targets=targets,
+    )
+    model.train()
+    if device.type != "meta":
+        pretrained = getattr(backbone.params, "pretrained", None)
+        if pretrained:
+            backbone.load_pretrained(pretrained)
+    return model
+
+
+def count_parameters(model: MultitaskModel) -> dict[str, int]:
+    """Parameter counts: ``backbone``, ``aggregator``, ``heads.<task>``, ``total``, ``trainable``.
+
+    Works on meta-device models (counts need no memory).
+    """
+    def count(m: nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    out = {"backbone": count(model.backbone), "aggregator": count(model.aggregator)}
+    out.update({f"heads.{task}": count(h) for task, h in model.heads.items()})
+    out["total"] = count(model)
+    out["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return out
+
+
+def _human(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def dataset_input_shape(dataset: VideoDataset) -> tuple[int, ...] | None:
+    """One sample's ``(N, C, T, H, W)`` if the dataset declares it (``input_shape``)."""
+    shape = getattr(dataset, "input_shape", None)
+    return tuple(shape) if shape is not None else None
+
+
+def check_spec(resolved: ResolvedSpec) -> str:
+    """Open the training split and assemble the model on the meta device.
+
+    Returns:
+        A one-line summary: dataset size and targets, parameter counts.
+
+    Raises:
+        SpecError: If a head does not fit the dataset or a component cannot be built.
+        DataError: If the dataset cannot be opened.
+    """
+    dataset = open_dataset(resolved, "train", train=False)
+    targets = dataset.targets
+    model = build_model(resolved, targets, device="meta", input_shape=dataset_input_shape(dataset))
+    counts = count_parameters(model)
+    heads = ", ".join(f"{t} {_human(counts[f'heads.{t}'])}" for t in model.heads)
+    frozen = counts["total"] - counts["trainable"]
+    frozen_txt = f", {_human(frozen)} frozen" if frozen else ""
+    return (
+        f"dataset '{resolved.dataset.name}' train split: {len(dataset)} samples with "
+        f"{targets.describe()}; model {_human(counts['total'])} parameters{frozen_txt} "
+        f"(backbone {resolved.backbone.name} {_human(counts['backbone'])}, aggregator "
+        f"{resolved.aggregator.name} {_human(counts['aggregator'])}, heads: {heads})"
+    )

@@ -1,0 +1,84 @@
+"""``aqa sweep``: run a grid of specs (STL/MTL, backbones, training-set sizes, seeds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aqa_framework.cli.options import SetOption
+
+
+def sweep(
+    sweep_file: Annotated[
+        Path,
+        typer.Argument(help="Sweep file (YAML: base, axes, metrics).", dir_okay=False),
+    ],
+    set_: SetOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Sweep folder (default: the file's output, else "
+            "runs/sweeps/NAME). Rerunning with the same folder resumes the sweep.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Validate every run's spec and list the runs; train none."),
+    ] = False,
+    collect: Annotated[
+        bool,
+        typer.Option("--collect", help="Only gather the results of finished runs into tables."),
+    ] = False,
+) -> None:
+    """Run every point of a sweep (skipping finished ones) and tabulate mean ± std over seeds."""
+    from aqa_framework.cli.console import err, out
+    from aqa_framework.sweep import (
+        load_sweep,
+        resolve_run,
+        run_sweep,
+        sweep_status,
+        tabulate,
+    )
+
+    sw = load_sweep(sweep_file)
+    folder = output or sw.default_folder()
+    overrides = set_ or []
+    if dry_run:
+        statuses = sweep_status(sw, folder, overrides)
+        for s in statuses:
+            resolve_run(s.run, str(sweep_file))
+            out.print(f"{s.state:8} {s.run.id}", highlight=False)
+        out.print(f"[green]OK[/] {len(statuses)} runs, every spec is valid", highlight=False)
+        return
+
+    def event(kind: str, status) -> None:
+        verb = {"skip": "finished before", "start": "starting", "resume": "resuming"}.get(kind)
+        if verb:
+            err.print(f"[bold]sweep[/] {status.run.id}: {verb}", highlight=False)
+        elif kind == "done":
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(status.metrics.items()))
+            err.print(f"[bold]sweep[/] {status.run.id}: finished ({shown})", highlight=False)
+
+    if collect:
+        statuses = sweep_status(sw, folder, overrides)
+    else:
+        try:
+            statuses = run_sweep(sw, folder, overrides, on_event=event)
+        except BaseException:
+            if Path(folder).is_dir():  # keep the table of what finished; rerun to resume
+                tabulate(sw, sweep_status(sw, folder, overrides)).write(folder)
+                err.print(
+                    f"[bold]sweep[/] stopped; run the same command again to resume ({folder})",
+                    highlight=False,
+                )
+            raise
+    table = tabulate(sw, statuses)
+    paths = table.write(folder)
+    out.print(table.rich_table())
+    out.print(f"Sweep folder: {folder} ({', '.join(p.name for p in paths)})", highlight=False)
+
+
+COMMANDS = {"sweep": sweep}
+"""Command name -> function, registered on the root app by :mod:`aqa_framework.cli.main`."""

@@ -1,0 +1,1 @@
+"""Dataset-independent data utilities (reproducible subsets and validation splits)."""

@@ -1,0 +1,192 @@
+"""Load a trained model back from a checkpoint: ``aqa evaluate`` and ``aqa predict``.
+
+A checkpoint folder holds the resolved spec and the dataset's targets, so a model can be
+rebuilt and applied to a new video without the dataset's files.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aqa_framework.engine.checkpoint import Checkpoint, load_checkpoint, load_weights
+from aqa_framework.engine.distributed import DistContext
+from aqa_framework.engine.loaders import eval_loader
+from aqa_framework.engine.loop import EvalResult, evaluate
+from aqa_framework.engine.precision import autocast, resolve_device, resolve_precision
+from aqa_framework.errors import CheckpointError, DataError, SpecError
+from aqa_framework.resolve import ResolvedSpec
+from aqa_framework.targets import Targets
+
+
+@dataclass
+class TrainedModel:
+    """A model rebuilt from a checkpoint, in evaluation mode.
+
+    Attributes:
+        model: The multitask model with the checkpoint's weights.
+        resolved: The checkpoint's spec (after any overrides), resolved.
+        targets: The dataset's targets stored in the checkpoint.
+        checkpoint: The checkpoint (metadata and path).
+        device: Where the model lives.
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+    """
+
+    model: Any
+    resolved: ResolvedSpec
+    targets: Targets
+    checkpoint: Checkpoint
+    device: torch.device
+    precision: str
+
+
+def _without_pretrained(resolved: ResolvedSpec) -> None:
+    """Drop ``pretrained`` weight paths: the checkpoint supplies every weight."""
+    for comp in (resolved.backbone, resolved.aggregator, *resolved.heads.values()):
+        if "pretrained" in type(comp.params).model_fields and comp.params.pretrained:
+            comp.params = comp.params.model_copy(update={"pretrained": None})
+
+
+def load_trained_model(
+    path: str | Path, overrides: list[str] | None = None, device: str = "auto"
+) -> TrainedModel:
+    """Rebuild the model of a run folder or checkpoint folder.
+
+    Args:
+        path: Run folder (its ``best`` checkpoint, else ``last``) or checkpoint folder.
+        overrides: ``a.b.c=value`` changes to the stored spec (e.g. a new data root).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        CheckpointError: If there is no readable checkpoint or it does not fit the model.
+        SpecError: If an override is invalid.
+    """
+    from aqa_framework.builder import build_model
+    from aqa_framework.resolve import resolve
+    from aqa_framework.spec import apply_overrides, parse_spec
+
+    ckpt = load_checkpoint(path, training_state=False)
+    raw = apply_overrides(copy.deepcopy(ckpt.spec), overrides or [])
+    source = str(ckpt.path / "checkpoint.json")
+    try:
+        spec = parse_spec(raw, source=source)
+    except SpecError:
+        if overrides:
+            raise
+        raise CheckpointError(f"the spec stored in {source} is not valid") from None
+    resolved = resolve(spec, source=source)
+    _without_pretrained(resolved)
+    try:
+        targets = ckpt.targets
+    except ValueError as exc:
+        raise CheckpointError(f"the targets stored in {source} are not valid: {exc}") from None
+    dev = resolve_device(device)
+    model = build_model(resolved, targets, device=dev, input_shape=ckpt.meta.get("input_shape"))
+    load_weights(model, ckpt.model_state, ckpt.path)
+    model.eval()
+    precision = resolve_precision(spec.train.precision, dev)
+    return TrainedModel(model, resolved, targets, ckpt, dev, precision)
+
+
+def evaluate_split(
+    trained: TrainedModel, split: str | None = None, batch_size: int | None = None
+) -> EvalResult:
+    """Evaluate a trained model on a split of its dataset (opened from the stored spec).
+
+    Args:
+        trained: The model.
+        split: Split name (default: the spec's ``eval.split``).
+        batch_size: Evaluation batch size (default: the spec's).
+
+    Raises:
+        DataError: If the dataset or split cannot be opened.
+    """
+    from aqa_framework.builder import open_dataset
+
+    spec = trained.resolved.spec
+    split = split or spec.eval.split
+    cls = trained.resolved.dataset.cls
+    splits = getattr(cls, "splits", ("train", "test"))
+    if split not in splits:
+        raise DataError(
+            f"dataset '{cls.name}' has no split {split!r} (splits: {', '.join(splits)})"
+        )
+    dataset = open_dataset(trained.resolved, split, train=False)
+    if dataset.targets.model_dump(mode="json") != trained.targets.model_dump(mode="json"):
+        raise DataError(
+            f"dataset '{cls.name}' now provides different targets than the model was trained "
+            "with (classes, score range or vocabulary changed)"
+        )
+    bs = batch_size or spec.data.eval_batch_size or spec.data.batch_size
+    loader = eval_loader(dataset, bs, spec.data.num_workers, DistContext())
+    return evaluate(
+        model=trained.model,
+        loader=loader,
+        device=trained.device,
+        precision=trained.precision,
+        ctx=DistContext(),
+    )
+
+
+def load_video(trained: TrainedModel, path: str | Path) -> torch.Tensor:
+    """Turn a video file (or frame folder) into one model input ``(N, C, T, H, W)``.
+
+    Clip datasets that keep the default ``load_video`` read it with their loader settings
+    alone (no dataset files needed); other datasets open their evaluation split and use
+    their own ``load_video``.
+
+    Raises:
+        DataError: If the video does not exist or cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"video not found: {path}")
+    comp = trained.resolved.dataset
+    cls = comp.cls
+    try:
+        from aqa_framework.video.dataset import ClipDataset
+        from aqa_framework.video.loader import ClipLoader
+    except ImportError:  # pragma: no cover - the video package ships with the framework
+        ClipDataset = ClipLoader = None  # noqa: N806
+    if ClipDataset is not None and issubclass(cls, ClipDataset) and (
+        cls.load_video is ClipDataset.load_video
+    ):
+        loader = ClipLoader.from_params(
+            comp.params, frame_pattern=cls.frame_pattern, first_index=cls.first_frame_number
+        )
+        return loader.load_any(path)
+    from aqa_framework.builder import open_dataset
+
+    dataset = open_dataset(trained.resolved, trained.resolved.spec.eval.split, train=False)
+    return dataset.load_video(path)
+
+
+@torch.no_grad()
+def predict_video(trained: TrainedModel, path: str | Path) -> dict[str, dict[str, Any]]:
+    """Predictions of every task for one video, in words and points.
+
+    Returns:
+        ``{task: {column: value}}``: scores in points, class fields as their labels,
+        commentary as text.
+    """
+    video = load_video(trained, path).unsqueeze(0).to(trained.device)
+    with autocast(trained.device, trained.precision):
+        outputs = trained.model(video, None)
+    preds = trained.model.predict(outputs)
+    classes = trained.targets.classes
+    out: dict[str, dict[str, Any]] = {}
+    for task, cols in preds.items():
+        out[task] = {}
+        for col, values in cols.items():
+            value = values[0]
+            if col in classes and isinstance(value, int):
+                labels = classes[col].labels
+                value = labels[value] if 0 <= value < len(labels) else value
+            elif isinstance(value, float):
+                value = round(value, 4)
+            out[task][col] = value
+    return out

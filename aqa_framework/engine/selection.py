@@ -1,0 +1,119 @@
+"""Which epoch a run reports, and how the report says it was chosen.
+
+The default protocol is honest: the epoch is picked on a validation split carved from the
+training split (``data.val_fraction``), or, without one, the last epoch is reported. The test
+split is then used once, for the final evaluation. Picking the epoch on the test split (what the
+published code of MTL-AQA and its successors does) is available as ``train.select_on: test``
+and is labelled optimistic in the report.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aqa_framework.errors import SpecError
+from aqa_framework.spec import Spec
+
+_LOWER_IS_BETTER = re.compile(r"(^|[._])(l1|l2|rel_l2|mse|mae|rmse|error|err|loss)($|[._])")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the best epoch is chosen.
+
+    Attributes:
+        split: ``"val"``, the final split (``eval.split``) or ``None`` (the last epoch is
+            reported).
+        metric: ``task.metric`` compared across epochs.
+        mode: ``"max"`` or ``"min"``.
+    """
+
+    split: str | None
+    metric: str
+    mode: str
+
+    def better(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` beats the best so far (NaN never does)."""
+        if math.isnan(value):
+            return False
+        if best is None or math.isnan(best):
+            return True
+        return value > best if self.mode == "max" else value < best
+
+    def value(self, metrics: dict[str, float]) -> float:
+        """The selection metric from an evaluation.
+
+        Raises:
+            SpecError: At ``train.select_metric`` if the heads do not report it.
+        """
+        if self.metric not in metrics:
+            raise SpecError(
+                [(
+                    "train.select_metric",
+                    f"no metric {self.metric!r}; the heads report: {', '.join(sorted(metrics))}",
+                )]
+            )
+        return float(metrics[self.metric])
+
+
+def resolve_selection(spec: Spec, has_val: bool) -> Selection:
+    """The selection protocol a spec asks for.
+
+    Raises:
+        SpecError: If ``select_on: val`` has no validation split, or the metric names no task.
+    """
+    tr = spec.train
+    task = tr.select_metric.split(".", 1)[0]
+    if "." not in tr.select_metric or task not in spec.model.heads:
+        raise SpecError(
+            [(
+                "train.select_metric",
+                f"{tr.select_metric!r} must be <task>.<metric> with a task of model.heads "
+                f"({', '.join(spec.model.heads)}), e.g. "
+                f"{next(iter(spec.model.heads))}.spearman",
+            )]
+        )
+    on = tr.select_on
+    if on == "val" and not has_val:
+        raise SpecError(
+            [("train.select_on", "'val' needs a validation split: set data.val_fraction > 0")]
+        )
+    split = {"auto": "val" if has_val else None, "val": "val", "test": spec.eval.split}.get(on)
+    mode = tr.select_mode
+    if mode == "auto":
+        metric_name = tr.select_metric.split(".", 1)[1]
+        mode = "min" if _LOWER_IS_BETTER.search(metric_name) else "max"
+    return Selection(split, tr.select_metric, mode)
+
+
+def describe_selection(
+    selection: Selection,
+    best: dict[str, Any] | None,
+    epochs: int,
+    final_split: str,
+    val_size: int = 0,
+    subset_seed: int = 0,
+) -> str:
+    """One sentence for the report: which split picked the epoch, and by what."""
+    if selection.split is None or best is None:
+        return (
+            f"No epoch selection: the last epoch ({epochs}) is reported; the {final_split} "
+            "split was used only for this final evaluation."
+        )
+    better = "higher" if selection.mode == "max" else "lower"
+    how = f"by {selection.metric} = {best['value']:.4f} ({better} is better)"
+    if selection.split == "val":
+        return (
+            f"Epoch {best['epoch']} of {epochs} was selected on the validation split "
+            f"({val_size} samples held out from the training split, data.subset_seed="
+            f"{subset_seed}) {how}; the {final_split} split was used only for this final "
+            "evaluation."
+        )
+    return (
+        f"Epoch {best['epoch']} of {epochs} was selected on the {selection.split} split {how}, "
+        f"the protocol of published AQA code: these {final_split} metrics are optimistic "
+        "because the same split picked the epoch."
+    )

@@ -1,0 +1,124 @@
+"""The multitask model: one backbone, one aggregator, one head per task (paper Fig. 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from aqa_framework.errors import DataError
+from aqa_framework.interfaces import Aggregator, Backbone, TaskHead
+from aqa_framework.targets import Targets
+
+
+class MultitaskModel(nn.Module):
+    """Backbone on every clip, aggregator per video, then every task head.
+
+    ``video (B, N, C, T, H, W)`` -> backbone on the ``B*N`` clips in one call -> clip
+    features ``(B, N, *F)`` -> aggregator -> video features ``(B, *G)``; heads that consume
+    ``"clips"`` get the clip features, the others the video features. The total loss is the
+    weighted sum of the task losses (paper eq. 4).
+
+    Args:
+        backbone: Clip feature extractor.
+        aggregator: Pools clip features into video features.
+        heads: Task name -> head.
+        loss_weights: Task name -> weight of its loss (default 1).
+        targets: What the dataset provides (kept for predictions and reports).
+
+    Attributes:
+        channels_last: Feed clips to the backbone in ``channels_last_3d`` memory format (set
+            by :meth:`to_channels_last`).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        aggregator: Aggregator,
+        heads: Mapping[str, TaskHead],
+        loss_weights: Mapping[str, float] | None = None,
+        targets: Targets | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.aggregator = aggregator
+        self.heads = nn.ModuleDict(dict(heads))
+        weights = dict(loss_weights or {})
+        unknown = set(weights) - set(self.heads)
+        if unknown:
+            raise ValueError(f"loss weights for unknown tasks: {sorted(unknown)}")
+        self.loss_weights = {task: float(weights.get(task, 1.0)) for task in self.heads}
+        self.targets = targets if targets is not None else Targets()
+        self.channels_last = False
+
+    def to_channels_last(self) -> MultitaskModel:
+        """Store 3D convolution weights and feed clips in ``channels_last_3d`` format.
+
+        5-D tensors (3D convolutions) become ``channels_last_3d`` and 4-D ones (2D
+        convolutions, e.g. of a frame backbone) ``channels_last``; values are unchanged.
+        """
+        for tensor in [*self.parameters(), *self.buffers()]:
+            if tensor.dim() == 5:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last_3d)
+            elif tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
+
+    @property
+    def needs_video_features(self) -> bool:
+        """Whether any head consumes aggregated video features."""
+        return any(h.consumes == "video" for h in self.heads.values())
+
+    def features(self, video: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Clip features ``(B, N, *F)`` and video features ``(B, *G)`` (``None`` if unused).
+
+        Raises:
+            DataError: If ``video`` is not ``(B, N, C, T, H, W)``.
+        """
+        if video.dim() != 6:
+            raise DataError(
+                f"model input must be (batch, clips, channels, frames, height, width); got a "
+                f"tensor of shape {tuple(video.shape)}"
+            )
+        b, n = video.shape[:2]
+        clips = video.flatten(0, 1)
+        if self.channels_last:
+            clips = clips.contiguous(memory_format=torch.channels_last_3d)
+        clip_features = self.backbone(clips).unflatten(0, (b, n))
+        video_features = self.aggregator(clip_features) if self.needs_video_features else None
+        return clip_features, video_features
+
+    def forward(self, video: Tensor, batch: Mapping[str, Any] | None = None) -> dict[str, dict]:
+        """Outputs of every head.
+
+        Args:
+            video: ``(B, N, C, T, H, W)`` clips.
+            batch: The collated batch while training (teacher forcing); ``None`` at inference.
+
+        Returns:
+            Task name -> that head's outputs.
+        """
+        clip_features, video_features = self.features(video)
+        return {
+            task: head(clip_features if head.consumes == "clips" else video_features, batch)
+            for task, head in self.heads.items()
+        }
+
+    def loss(
+        self, outputs: Mapping[str, dict], batch: Mapping[str, Any]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss ``sum(weight * loss)`` (eq. 4) and each task's unweighted loss."""
+        losses = {task: head.loss(outputs[task], batch) for task, head in self.heads.items()}
+        total = sum(self.loss_weights[t] * loss for t, loss in losses.items())
+        return total, losses  # type: ignore[return-value]
+
+    def predict(self, outputs: Mapping[str, dict]) -> dict[str, dict[str, list]]:
+        """Per-sample predictions of every task, in plain Python types."""
+        return {task: head.predict(outputs[task]) for task, head in self.heads.items()}
+
+    def references(self, batch: Mapping[str, Any]) -> dict[str, dict[str, list]]:
+        """Ground truth of a batch for every task, under the prediction column names."""
+        return {task: head.references(batch) for task, head in self.heads.items()}

@@ -1,0 +1,780 @@
+"""Public test-kit: contract checks and tiny synthetic fixtures for plugin authors.
+
+Every component kind has one check that exercises its contract on tiny CPU shapes and raises
+:class:`ContractError` (an ``AssertionError``, so pytest shows it as a failed assertion) with a
+message that names the component and the broken rule::
+
+    from aqa_framework import testing
+
+    def test_my_head():
+        testing.check_head(MyHead, testing.tiny_targets())
+
+    def test_my_dataset():
+        testing.check_dataset(MyDataset(MyDataset.parse_params({}), split="train"))
+
+    def test_installed():
+        testing.check_registered("skating.tcn", "backbone")
+
+The fixtures (:func:`tiny_targets`, :func:`fake_sample`, :func:`fake_batch`,
+:class:`TinyVideoDataset`) produce data in exactly the layout the framework uses (see
+:mod:`aqa_framework.targets`), collated with PyTorch's default collate as the engine does.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+from torch.utils.data import default_collate
+
+from aqa_framework import hookimpl
+from aqa_framework.hookspecs import HOOKS
+from aqa_framework.interfaces import Aggregator, Backbone, TaskHead, VideoDataset
+from aqa_framework.registry import Registry, RegistryEntry
+from aqa_framework.targets import CaptionTarget, ClassField, ScoreTarget, Targets
+
+__all__ = [
+    "ContractError",
+    "TinyVideoDataset",
+    "check_aggregator",
+    "check_backbone",
+    "check_component_class",
+    "check_dataset",
+    "check_head",
+    "check_registered",
+    "fake_batch",
+    "fake_sample",
+    "registry_with",
+    "tiny_targets",
+]
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)?$")
+_INTERFACES: dict[str, type] = {
+    "backbone": Backbone,
+    "aggregator": Aggregator,
+    "head": TaskHead,
+    "dataset": VideoDataset,
+}
+
+
+class ContractError(AssertionError):
+    """A component breaks its interface contract."""
+
+
+def _label(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    kind = getattr(cls, "kind", "") or "component"
+    name = getattr(cls, "name", "") or cls.__qualname__
+    return f"{kind} '{name}' ({cls.__module__}.{cls.__qualname__})"
+
+
+def _require(condition: bool, obj: Any, message: str) -> None:
+    if not condition:
+        raise ContractError(f"{_label(obj)}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+def tiny_targets(
+    *,
+    scores: Mapping[str, tuple[float, float]] | Iterable[str] = ("final_score",),
+    classes: Mapping[str, Sequence[str] | int] | None = None,
+    captions: bool = True,
+    max_length: int = 8,
+) -> Targets:
+    """Small :class:`~aqa_framework.targets.Targets` for head and model tests.
+
+    Args:
+        scores: Score names (range 0-100 each) or a mapping name -> ``(low, high)``.
+        classes: Field -> labels (or number of classes); defaults to a 3-class ``position``
+            and a 2-class ``armstand`` field. Pass ``{}`` for none.
+        captions: Whether to include a 10-word caption vocabulary.
+        max_length: Longest caption in words (without ``<sos>``/``<eos>``).
+
+    Returns:
+        The targets.
+    """
+    if isinstance(scores, Mapping):
+        score_targets = {k: ScoreTarget(low=lo, high=hi) for k, (lo, hi) in scores.items()}
+    else:
+        score_targets = {k: ScoreTarget(low=0.0, high=100.0) for k in scores}
+    if classes is None:
+        classes = {"position": ["free", "pike", "tuck"], "armstand": ["no", "yes"]}
+    class_fields = {
+        field: ClassField(
+            labels=[f"{field}_{i}" for i in range(labels)]
+            if isinstance(labels, int)
+            else list(labels)
+        )
+        for field, labels in classes.items()
+    }
+    caption = None
+    if captions:
+        words = ["<eos>", "<sos>", "a", "clean", "dive", "entry", "good", "rip", "splash", "twist"]
+        caption = CaptionTarget(words=words, max_length=max_length)
+    return Targets(scores=score_targets, classes=class_fields, captions=caption)
+
+
+def _random_caption(target: CaptionTarget, gen: torch.Generator) -> tuple[Tensor, int]:
+    specials = {target.pad_index, target.sos_index, target.eos_index}
+    vocab = torch.tensor([i for i in range(target.vocab_size) if i not in specials])
+    n_words = int(torch.randint(1, target.max_length + 1, (1,), generator=gen))
+    words = vocab[torch.randint(0, len(vocab), (n_words,), generator=gen)]
+    tokens = torch.full((target.max_length + 2,), target.pad_index, dtype=torch.int64)
+    tokens[0] = target.sos_index
+    tokens[1 : n_words + 1] = words
+    tokens[n_words + 1] = target.eos_index
+    return tokens, n_words + 2
+
+
+def fake_sample(
+    targets: Targets,
+    index: int = 0,
+    *,
+    video_shape: Sequence[int] | None = (2, 3, 8, 32, 32),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One sample dict carrying random values for every target.
+
+    Args:
+        targets: What the sample must provide.
+        index: Sample index (names the key and varies the random values).
+        video_shape: ``(N, C, T, H, W)`` of the video, or ``None`` for no video.
+        seed: Base seed; the same ``(seed, index)`` always gives the same sample.
+
+    Returns:
+        A sample in the layout documented in :mod:`aqa_framework.targets`.
+    """
+    gen = torch.Generator().manual_seed(seed * 100_003 + index)
+    sample: dict[str, Any] = {"key": f"sample-{index:04d}"}
+    if video_shape is not None:
+        sample["video"] = torch.rand(tuple(video_shape), generator=gen) * 2 - 1
+    if targets.scores:
+        sample["scores"] = {
+            name: float(t.low + (t.high - t.low) * torch.rand((), generator=gen))
+            for name, t in targets.scores.items()
+        }
+    if targets.classes:
+        sample["classes"] = {
+            name: int(torch.randint(0, f.num_classes, (), generator=gen))
+            for name, f in targets.classes.items()
+        }
+    if targets.captions is not None:
+        sample["caption"], sample["caption_length"] = _random_caption(targets.captions, gen)
+    return sample
+
+
+def fake_batch(
+    targets: Targets,
+    batch_size: int = 4,
+    *,
+    video_shape: Sequence[int] | None = (2, 3, 8, 32, 32),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A collated batch of :func:`fake_sample` s (PyTorch default collate, as the engine).
+
+    Args:
+        targets: What the samples provide.
+        batch_size: Number of samples.
+        video_shape: Per-sample ``(N, C, T, H, W)``, or ``None`` for no video.
+        seed: Base seed.
+
+    Returns:
+        ``{"key": [...], "video": (B, N, C, T, H, W), "scores": {name: (B,)}, ...}``.
+    """
+    samples = [
+        fake_sample(targets, i, video_shape=video_shape, seed=seed) for i in range(batch_size)
+    ]
+    return default_collate(samples)
+
+
+class TinyVideoDatasetParams(BaseModel):
+    """Parameters of :class:`TinyVideoDataset`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_samples: int = Field(6, ge=1, description="Samples per split.")
+    num_clips: int = Field(2, ge=1, description="Clips per sample (N).")
+    frames: int = Field(8, ge=1, description="Frames per clip (T).")
+    size: int = Field(32, ge=1, description="Frame height and width.")
+    captions: bool = Field(True, description="Whether samples carry captions.")
+    seed: int = Field(0, description="Seed of the random content.")
+
+
+class TinyVideoDataset(VideoDataset):
+    """Random videos with random scores, classes and captions, for contract and engine tests.
+
+    The content is deterministic in ``(seed, split, index)``. The score is the mean brightness
+    of the video (rescaled to 0-100), so a model can actually learn something from it.
+    """
+
+    name: ClassVar[str] = "testing.tiny"
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+    Params = TinyVideoDatasetParams
+
+    def __init__(self, params: BaseModel, split: str = "train", train: bool = False) -> None:
+        super().__init__(params, split, train)
+        if split not in self.splits:
+            from aqa_framework.errors import DataError
+
+            raise DataError(f"dataset '{self.name}' has no split '{split}' ({self.splits})")
+        self._targets = tiny_targets(captions=self.params.captions)
+        self._offset = self.splits.index(split) * 10_000
+
+    @property
+    def targets(self) -> Targets:
+        """A score, two class fields and (optionally) captions."""
+        return self._targets
+
+    @property
+    def keys(self) -> list[str]:
+        """``<split>-0000``, ``<split>-0001``, ..."""
+        return [f"{self.split}-{i:04d}" for i in range(len(self))]
+
+    def __len__(self) -> int:
+        """``params.num_samples``."""
+        return self.params.num_samples
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """One random sample whose score follows its brightness."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        p = self.params
+        sample = fake_sample(
+            self._targets,
+            self._offset + index,
+            video_shape=(p.num_clips, 3, p.frames, p.size, p.size),
+            seed=p.seed,
+        )
+        sample["key"] = self.keys[index]
+        sample["scores"]["final_score"] = float((sample["video"].mean() + 1) * 50)
+        return sample
+
+
+def registry_with(plugin: str, classes: Iterable[type], *, builtins: bool = True) -> Registry:
+    """A registry with in-memory components as if a plugin called ``plugin`` registered them.
+
+    Handy before a plugin is installed (the names must carry the ``plugin.`` prefix).
+
+    Args:
+        plugin: Plugin (prefix) name.
+        classes: Component classes of any kind.
+        builtins: Whether to include the built-in components.
+
+    Returns:
+        A fresh :class:`~aqa_framework.registry.Registry` that loads no installed plugin.
+    """
+    by_kind: dict[str, list[type]] = {kind: [] for kind in HOOKS}
+    for cls in classes:
+        by_kind[cls.kind].append(cls)
+
+    class _InMemoryPlugin:
+        @hookimpl
+        def register_backbones(self, register):
+            for c in by_kind["backbone"]:
+                register(c)
+
+        @hookimpl
+        def register_aggregators(self, register):
+            for c in by_kind["aggregator"]:
+                register(c)
+
+        @hookimpl
+        def register_heads(self, register):
+            for c in by_kind["head"]:
+                register(c)
+
+        @hookimpl
+        def register_datasets(self, register):
+            for c in by_kind["dataset"]:
+                register(c)
+
+    return Registry(
+        entry_points=[], builtins=builtins, extra_plugins=[(plugin, _InMemoryPlugin())], strict=True
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# contract checks
+
+
+def check_component_class(cls: type, kind: str | None = None) -> None:
+    """Check the class-level identity every component carries.
+
+    Rules: a subclass of its kind's interface; a lower-case registry ``name`` (``c3d`` or
+    ``plugin.name``); a one-line summary (first docstring line); a pydantic ``Params`` that
+    forbids unknown keys and describes every field.
+
+    Args:
+        cls: The component class.
+        kind: Expected kind; defaults to ``cls.kind``.
+
+    Raises:
+        ContractError: Naming the rule the class breaks.
+    """
+    kind = kind or getattr(cls, "kind", "")
+    _require(kind in _INTERFACES, cls, f"unknown kind {kind!r}; kinds: {', '.join(_INTERFACES)}")
+    iface = _INTERFACES[kind]
+    _require(
+        isinstance(cls, type) and issubclass(cls, iface), cls, f"is not a {iface.__name__}"
+    )
+    name = getattr(cls, "name", "")
+    _require(
+        isinstance(name, str) and bool(_NAME_RE.match(name)),
+        cls,
+        f"name {name!r} must be lower case, e.g. 'c3d' or 'myplugin.c3d'",
+    )
+    _require(bool(cls.summary()), cls, "needs a docstring; its first line is the summary")
+    params = getattr(cls, "Params", None)
+    _require(
+        isinstance(params, type) and issubclass(params, BaseModel),
+        cls,
+        "Params must be a pydantic BaseModel",
+    )
+    _require(
+        params.model_config.get("extra") == "forbid",
+        cls,
+        "Params must forbid unknown keys: model_config = ConfigDict(extra='forbid')",
+    )
+    for fname, field in params.model_fields.items():
+        _require(
+            bool(field.description),
+            cls,
+            f"Params.{fname} needs Field(description=...) (shown in docs and `aqa plugins show`)",
+        )
+
+
+def _finite(t: Tensor) -> bool:
+    return bool(torch.isfinite(t.detach().float()).all())
+
+
+def _check_grads(module: torch.nn.Module, obj: Any) -> None:
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    if not trainable:
+        return
+    with_grad = [p for p in trainable if p.grad is not None]
+    _require(bool(with_grad), obj, "backward reached none of its trainable parameters")
+    _require(
+        all(_finite(p.grad) for p in with_grad), obj, "backward produced non-finite gradients"
+    )
+
+
+def _on_meta(obj: Any, build):
+    try:
+        with torch.device("meta"):
+            return build()
+    except Exception as exc:  # report any failure as a contract problem
+        raise ContractError(
+            f"{_label(obj)}: cannot be built on the meta device (the builder infers shapes "
+            f"there; load files in load_pretrained, not __init__): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def check_backbone(
+    cls: type[Backbone],
+    params: Mapping[str, Any] | BaseModel | None = None,
+    *,
+    input_shape: Sequence[int] = (3, 16, 32, 32),
+    batch: int = 2,
+    seed: int = 0,
+) -> tuple[int, ...]:
+    """Check a backbone: identity, meta-device build, forward shape, backward, probe layers.
+
+    Args:
+        cls: The backbone class.
+        params: Raw or validated params (keep them small; this runs on CPU).
+        input_shape: One clip, ``(C, T, H, W)``.
+        batch: Number of clips ``M`` in the test batch.
+        seed: Seed of the weights and the input.
+
+    Returns:
+        The feature shape of one clip, ``F``.
+
+    Raises:
+        ContractError: Naming the broken rule.
+    """
+    check_component_class(cls, "backbone")
+    p = cls.parse_params(params)
+    torch.manual_seed(seed)
+    model = cls(p)
+    clips = torch.randn(batch, *input_shape)
+    model.train()
+    feats = model(clips)
+    _require(isinstance(feats, Tensor), cls, f"forward returned {type(feats).__name__}")
+    _require(
+        feats.ndim >= 2 and feats.shape[0] == batch,
+        cls,
+        f"forward must return (M, *F) for M={batch} clips, got {tuple(feats.shape)}",
+    )
+    _require(_finite(feats), cls, "forward produced non-finite features")
+    feats.float().square().mean().backward()
+    _check_grads(model, cls)
+    feat_shape = tuple(feats.shape[1:])
+    meta = _on_meta(cls, lambda: cls(p))
+    meta_out = meta(torch.empty(batch, *input_shape, device="meta"))
+    _require(
+        tuple(meta_out.shape[1:]) == feat_shape,
+        cls,
+        f"meta-device forward gives {tuple(meta_out.shape[1:])}, CPU gives {feat_shape}",
+    )
+    for layer in cls.layers:
+        try:
+            model.get_submodule(layer)
+        except AttributeError:
+            raise ContractError(
+                f"{_label(cls)}: layers names {layer!r}, which is not a submodule"
+            ) from None
+    return feat_shape
+
+
+def check_aggregator(
+    cls: type[Aggregator],
+    params: Mapping[str, Any] | BaseModel | None = None,
+    *,
+    in_shape: Sequence[int] = (16,),
+    num_clips: int = 3,
+    batch: int = 2,
+    seed: int = 0,
+) -> tuple[int, ...]:
+    """Check an aggregator: forward shape, per-sample independence, backward, meta build.
+
+    Args:
+        cls: The aggregator class.
+        params: Raw or validated params.
+        in_shape: Features of one clip, ``F``.
+        num_clips: Clips per video ``N``.
+        batch: Videos ``B`` in the test batch (at least 2).
+        seed: Seed of the weights and the input.
+
+    Returns:
+        The video feature shape ``G``.
+
+    Raises:
+        ContractError: Naming the broken rule.
+    """
+    check_component_class(cls, "aggregator")
+    p = cls.parse_params(params)
+    in_shape = tuple(in_shape)
+    torch.manual_seed(seed)
+    agg = cls(p, in_shape)
+    x = torch.randn(batch, num_clips, *in_shape, requires_grad=True)
+    agg.train()
+    out = agg(x)
+    _require(isinstance(out, Tensor), cls, f"forward returned {type(out).__name__}")
+    _require(
+        out.ndim >= 2 and out.shape[0] == batch,
+        cls,
+        f"forward must map (B, N, *F) to (B, *G) with B={batch}, got {tuple(out.shape)}",
+    )
+    _require(_finite(out), cls, "forward produced non-finite features")
+    out.float().square().mean().backward()
+    _check_grads(agg, cls)
+    _require(
+        x.grad is not None and bool(x.grad.abs().sum() > 0),
+        cls,
+        "gradients do not flow back to the clip features (the backbone would not train)",
+    )
+    x = x.detach()
+    agg.eval()
+    with torch.no_grad():
+        full, first = agg(x), agg(x[:1])
+    _require(
+        torch.allclose(full[:1], first, atol=1e-5, rtol=1e-4),
+        cls,
+        "in eval mode a video's features must not depend on the other videos in the batch",
+    )
+    meta = _on_meta(cls, lambda: cls(p, in_shape))
+    meta_out = meta(torch.empty(batch, num_clips, *in_shape, device="meta"))
+    _require(
+        tuple(meta_out.shape) == tuple(out.shape),
+        cls,
+        f"meta-device forward gives {tuple(meta_out.shape)}, CPU gives {tuple(out.shape)}",
+    )
+    return tuple(out.shape[1:])
+
+
+def _check_columns(head: type, what: str, columns: Any, batch_size: int) -> None:
+    _require(
+        isinstance(columns, dict) and bool(columns),
+        head,
+        f"{what} must return a non-empty dict column -> list, got {type(columns).__name__}",
+    )
+    for col, values in columns.items():
+        _require(
+            isinstance(values, list) and len(values) == batch_size,
+            head,
+            f"{what}()[{col!r}] must be a list with one value per sample ({batch_size})",
+        )
+        for v in values:
+            _require(
+                isinstance(v, str | numbers.Number) and not isinstance(v, Tensor),
+                head,
+                f"{what}()[{col!r}] must hold plain Python values, got {type(v).__name__}",
+            )
+
+
+def check_head(
+    cls: type[TaskHead],
+    targets: Targets | None = None,
+    params: Mapping[str, Any] | BaseModel | None = None,
+    *,
+    in_shape: Sequence[int] = (16,),
+    num_clips: int = 3,
+    batch_size: int = 4,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Round-trip a head: targets check, forward, loss, backward, predict, references, metrics.
+
+    Args:
+        cls: The head class.
+        targets: What the dataset provides; defaults to :func:`tiny_targets`.
+        params: Raw or validated params.
+        in_shape: Shape of the features it consumes (``G`` for video-level heads, ``F`` for
+            clip-level heads), without batch and clip dims.
+        num_clips: Clips per video for clip-level heads.
+        batch_size: Samples per batch (two batches are evaluated).
+        seed: Seed of the weights and the data.
+
+    Returns:
+        The metrics of the untrained head on two fake batches.
+
+    Raises:
+        ContractError: Naming the broken rule.
+    """
+    check_component_class(cls, "head")
+    targets = targets or tiny_targets()
+    p = cls.parse_params(params)
+    in_shape = tuple(in_shape)
+    reason = cls.check_targets(p, targets)
+    _require(reason is None, cls, f"rejects the test targets ({targets.describe()}): {reason}")
+    empty = cls.check_targets(p, Targets())
+    _require(
+        isinstance(empty, str) and bool(empty),
+        cls,
+        "check_targets must explain (return a message) when the dataset provides no targets",
+    )
+    _require(cls.consumes in ("video", "clips"), cls, f"consumes {cls.consumes!r}")
+    torch.manual_seed(seed)
+    head = cls(p, in_shape, targets)
+    lead = (batch_size,) if cls.consumes == "video" else (batch_size, num_clips)
+    batches = [
+        fake_batch(targets, batch_size, video_shape=None, seed=seed + i) for i in range(2)
+    ]
+
+    head.train()
+    features = torch.randn(*lead, *in_shape, requires_grad=True)
+    outputs = head(features, batches[0])
+    _require(isinstance(outputs, dict), cls, f"forward returned {type(outputs).__name__}")
+    loss = head.loss(outputs, batches[0])
+    _require(
+        isinstance(loss, Tensor) and loss.ndim == 0,
+        cls,
+        f"loss must be a scalar tensor, got {getattr(loss, 'shape', type(loss).__name__)}",
+    )
+    _require(_finite(loss), cls, f"loss is not finite ({float(loss.detach())})")
+    _require(loss.requires_grad, cls, "loss does not depend on the head's parameters")
+    loss.backward()
+    _check_grads(head, cls)
+    _require(
+        features.grad is not None and bool(features.grad.abs().sum() > 0),
+        cls,
+        "gradients do not flow back to the features (the backbone would not train)",
+    )
+
+    head.eval()
+    predictions: dict[str, list] = {}
+    references: dict[str, list] = {}
+    with torch.no_grad():
+        for batch in batches:
+            preds = head.predict(head(torch.randn(*lead, *in_shape), None))
+            refs = head.references(batch)
+            _check_columns(cls, "predict", preds, batch_size)
+            _check_columns(cls, "references", refs, batch_size)
+            _require(
+                set(preds) == set(refs),
+                cls,
+                f"predict columns {sorted(preds)} differ from references columns {sorted(refs)}",
+            )
+            for col in preds:
+                predictions.setdefault(col, []).extend(preds[col])
+                references.setdefault(col, []).extend(refs[col])
+    metrics = head.metrics(predictions, references)
+    _require(
+        isinstance(metrics, dict) and bool(metrics), cls, "metrics must return a non-empty dict"
+    )
+    for key, value in metrics.items():
+        _require(
+            isinstance(key, str) and "." not in key,
+            cls,
+            f"metric name {key!r} must be a plain name (the engine adds '<task>.')",
+        )
+        _require(
+            isinstance(value, numbers.Real) and not math.isinf(float(value)),
+            cls,
+            f"metric {key!r} must be a float (nan allowed, not inf), got {value!r}",
+        )
+    _on_meta(cls, lambda: cls(p, in_shape, targets))
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _check_sample(dataset: VideoDataset, index: int, sample: Any) -> None:
+    targets = dataset.targets
+    where = f"sample {index}"
+    _require(isinstance(sample, dict), dataset, f"{where} is a {type(sample).__name__}, not dict")
+    _require(
+        sample.get("key") == dataset.keys[index],
+        dataset,
+        f"{where}: key {sample.get('key')!r} differs from keys[{index}] {dataset.keys[index]!r}",
+    )
+    video = sample.get("video")
+    _require(isinstance(video, Tensor), dataset, f"{where}: 'video' must be a tensor")
+    _require(
+        video.ndim == 5 and video.is_floating_point(),
+        dataset,
+        f"{where}: 'video' must be a float (N, C, T, H, W) tensor, got {video.dtype} "
+        f"{tuple(video.shape)}",
+    )
+    _require(_finite(video), dataset, f"{where}: 'video' has non-finite values")
+    scores = sample.get("scores", {})
+    _require(
+        set(scores) == set(targets.scores),
+        dataset,
+        f"{where}: scores {sorted(scores)} differ from targets.scores {sorted(targets.scores)}",
+    )
+    for name, value in scores.items():
+        t = targets.scores[name]
+        _require(
+            isinstance(value, numbers.Real) and not isinstance(value, bool),
+            dataset,
+            f"{where}: scores[{name!r}] must be a float, got {type(value).__name__}",
+        )
+        _require(
+            t.low <= float(value) <= t.high,
+            dataset,
+            f"{where}: scores[{name!r}] = {value} is outside [{t.low}, {t.high}]",
+        )
+    classes = sample.get("classes", {})
+    _require(
+        set(classes) == set(targets.classes),
+        dataset,
+        f"{where}: classes {sorted(classes)} differ from targets.classes "
+        f"{sorted(targets.classes)}",
+    )
+    for field, value in classes.items():
+        n = targets.classes[field].num_classes
+        _require(
+            isinstance(value, int) and not isinstance(value, bool) and 0 <= value < n,
+            dataset,
+            f"{where}: classes[{field!r}] = {value!r} must be an int in range({n})",
+        )
+    cap = targets.captions
+    if cap is None:
+        _require("caption" not in sample, dataset, f"{where}: has a caption but no vocabulary")
+        return
+    tokens, length = sample.get("caption"), sample.get("caption_length")
+    _require(
+        isinstance(tokens, Tensor)
+        and tokens.dtype == torch.int64
+        and tuple(tokens.shape) == (cap.max_length + 2,),
+        dataset,
+        f"{where}: 'caption' must be an int64 tensor of shape ({cap.max_length + 2},)",
+    )
+    _require(
+        isinstance(length, int) and 2 <= length <= cap.max_length + 2,
+        dataset,
+        f"{where}: 'caption_length' must be an int in [2, {cap.max_length + 2}], got {length!r}",
+    )
+    _require(int(tokens[0]) == cap.sos_index, dataset, f"{where}: caption must start with <sos>")
+    _require(
+        int(tokens[length - 1]) == cap.eos_index,
+        dataset,
+        f"{where}: caption token {length - 1} must be <eos> (caption_length = {length})",
+    )
+    _require(
+        bool((tokens[length:] == cap.pad_index).all()),
+        dataset,
+        f"{where}: caption tokens after caption_length must be pad_index {cap.pad_index}",
+    )
+    _require(
+        bool(((tokens >= 0) & (tokens < cap.vocab_size)).all()),
+        dataset,
+        f"{where}: caption tokens must lie in [0, {cap.vocab_size})",
+    )
+
+
+def check_dataset(dataset: VideoDataset, max_samples: int = 2) -> dict[str, Any]:
+    """Check an opened dataset split: targets, keys and the first samples, then collate them.
+
+    Args:
+        dataset: An opened split.
+        max_samples: How many samples to load (from the start).
+
+    Returns:
+        The collated batch of the checked samples.
+
+    Raises:
+        ContractError: Naming the broken rule and the sample.
+    """
+    check_component_class(type(dataset), "dataset")
+    _require(
+        isinstance(dataset.targets, Targets), dataset, "targets must be an aqa Targets object"
+    )
+    n = len(dataset)
+    _require(isinstance(n, int) and n > 0, dataset, f"split '{dataset.split}' is empty")
+    keys = dataset.keys
+    _require(len(keys) == n, dataset, f"{len(keys)} keys for {n} samples")
+    _require(
+        all(isinstance(k, str) for k in keys) and len(set(keys)) == n,
+        dataset,
+        "keys must be unique strings",
+    )
+    samples = []
+    for i in range(min(max_samples, n)):
+        sample = dataset[i]
+        _check_sample(dataset, i, sample)
+        samples.append(sample)
+    shapes = {tuple(s["video"].shape) for s in samples}
+    _require(len(shapes) == 1, dataset, f"samples have different video shapes {sorted(shapes)}")
+    try:
+        return default_collate(samples)
+    except Exception as exc:
+        raise ContractError(
+            f"{_label(dataset)}: samples do not collate with default_collate: {exc}"
+        ) from exc
+
+
+def check_registered(name: str, kind: str) -> RegistryEntry:
+    """Load the installed plugins in a fresh registry and check a component is there.
+
+    Args:
+        name: Registry name, e.g. ``"skating.tcn"``.
+        kind: Its kind.
+
+    Returns:
+        The registry entry (with the providing distribution and version).
+
+    Raises:
+        ContractError: If it is missing (with the plugins that failed to load) or its class
+            breaks :func:`check_component_class`.
+    """
+    registry = Registry(strict=False)
+    names = registry.names(kind)
+    if name not in names:
+        failed = "; ".join(f"{p.name}: {p.error}" for p in registry.failed) or "none"
+        raise ContractError(
+            f"{kind} '{name}' is not registered. Registered {kind}s: {', '.join(names)}. "
+            f"Plugins that failed to load: {failed}. Is the plugin installed "
+            "(pip install -e .) with an entry point in the 'aqa' group?"
+        )
+    entry = registry.entry(kind, name)
+    _require(entry.plugin.error is None, entry.cls, f"its plugin failed: {entry.plugin.error}")
+    check_component_class(entry.cls, kind)
+    return entry

@@ -1,0 +1,187 @@
+"""A base for clip-based video datasets: records in, sample dicts out.
+
+Subclasses read their annotation files into :class:`SampleRecord` objects (one per sample
+of the split) and report every problem they find instead of raising; this base then either
+raises one :class:`~aqa_framework.errors.DataError` listing them (``on_error: raise``) or drops
+the samples with a warning (``on_error: skip``), loads the clips through a
+:class:`~aqa_framework.video.loader.ClipLoader`, and assembles the sample dict of
+:mod:`aqa_framework.targets`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from aqa_framework.errors import DataError
+from aqa_framework.interfaces import VideoDataset
+from aqa_framework.targets import Targets
+from aqa_framework.video.loader import ClipLoader
+from aqa_framework.video.params import VideoParams
+
+__all__ = ["ClipDataset", "DataSkipWarning", "SampleRecord"]
+
+_MAX_LISTED = 5
+
+
+class DataSkipWarning(UserWarning):
+    """Samples were skipped because of bad data (``on_error: skip``)."""
+
+
+@dataclass
+class SampleRecord:
+    """Everything needed to load one sample.
+
+    Attributes:
+        key: Sample key, e.g. ``"01_12"``.
+        source: Video file or frame folder.
+        end: Exclusive end frame of the window, if anchored at the end.
+        start: First frame of the window, if anchored at the start.
+        scores: Score name -> points.
+        classes: Class field -> index.
+        caption: Token ids ``<sos> ... <eos>`` (unpadded), or ``None``.
+    """
+
+    key: str
+    source: Path
+    end: int | None = None
+    start: int | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
+    caption: list[int] | None = None
+
+
+class ClipDataset(VideoDataset):
+    """Base of datasets whose samples are windows of a video cut into clips.
+
+    Subclasses implement :meth:`build_records` and :meth:`build_targets`. Frame folders use
+    :attr:`frame_pattern` / :attr:`first_frame_number`, unless the params have fields of the
+    same names, which take precedence.
+    """
+
+    Params: ClassVar[type[VideoParams]] = VideoParams
+    frame_pattern: ClassVar[str] = "{index:06d}.jpg"
+    first_frame_number: ClassVar[int] = 1
+
+    def __init__(self, params: VideoParams, split: str = "train", train: bool = False) -> None:
+        if split not in self.splits:
+            raise DataError(
+                f"dataset '{self.name}' has no split '{split}' (splits: {', '.join(self.splits)})"
+            )
+        super().__init__(params, split, train)
+        records, problems = self.build_records()
+        self._targets = self.build_targets()
+        if params.on_error == "skip":
+            records = self._drop_missing_sources(records, problems)
+        if problems:
+            bad = {key for key, _ in problems}
+            self._report(problems)
+            records = [r for r in records if r.key not in bad]
+        self.records: list[SampleRecord] = records
+        self._loader = ClipLoader.from_params(
+            params, frame_pattern=self.frame_pattern, first_index=self.first_frame_number
+        )
+        self._bad: set[int] = set()
+
+    @abstractmethod
+    def build_records(self) -> tuple[list[SampleRecord], list[tuple[str, str]]]:
+        """Read the split: its records and ``(key, problem)`` pairs for bad samples."""
+
+    @abstractmethod
+    def build_targets(self) -> Targets:
+        """The targets the dataset provides (called after :meth:`build_records`)."""
+
+    @property
+    def targets(self) -> Targets:
+        """What this dataset provides."""
+        return self._targets
+
+    @property
+    def keys(self) -> list[str]:
+        """Sample keys of this split, in index order."""
+        return [r.key for r in self.records]
+
+    def __len__(self) -> int:
+        """Number of samples in the split."""
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Load sample ``index`` (with ``on_error: skip``, the next loadable one if it is bad)."""
+        if not 0 <= index < len(self.records):
+            raise IndexError(f"sample index {index} out of range (split has {len(self)})")
+        if self.params.on_error == "raise":
+            return self._sample(self.records[index])
+        for step in range(len(self.records)):
+            i = (index + step) % len(self.records)
+            if i in self._bad:
+                continue
+            try:
+                return self._sample(self.records[i])
+            except DataError as exc:
+                self._bad.add(i)
+                warnings.warn(f"skipping {exc}", DataSkipWarning, stacklevel=2)
+        raise DataError(f"dataset '{self.name}' ({self.split}): no sample could be loaded")
+
+    def _sample(self, rec: SampleRecord) -> dict[str, Any]:
+        video = self._loader.load(rec.key, rec.source, end=rec.end, start=rec.start, train=self.train)
+        sample: dict[str, Any] = {"key": rec.key, "video": video, "scores": dict(rec.scores)}
+        if rec.classes:
+            sample["classes"] = dict(rec.classes)
+        captions = self._targets.captions
+        if captions is not None and rec.caption is not None:
+            tokens = torch.full((captions.max_length + 2,), captions.pad_index, dtype=torch.int64)
+            tokens[: len(rec.caption)] = torch.tensor(rec.caption, dtype=torch.int64)
+            sample["caption"] = tokens
+            sample["caption_length"] = len(rec.caption)
+        return sample
+
+    def load_video(self, path: str | Path) -> torch.Tensor:
+        """Clips of an arbitrary video (its last ``window`` frames) with evaluation transforms.
+
+        Args:
+            path: A video file or a frame folder.
+
+        Returns:
+            ``float32 (N, C, T, H, W)``.
+        """
+        return self._loader.load_any(path)
+
+    def sample_source(self, key: str) -> Path:
+        """The video file or frame folder of a sample."""
+        for rec in self.records:
+            if rec.key == key:
+                return rec.source
+        raise KeyError(key)
+
+    def _drop_missing_sources(
+        self, records: list[SampleRecord], problems: list[tuple[str, str]]
+    ) -> list[SampleRecord]:
+        exists: dict[Path, bool] = {}
+        for rec in records:
+            if rec.source not in exists:
+                exists[rec.source] = rec.source.exists()
+            if not exists[rec.source]:
+                problems.append((rec.key, f"video not found: {rec.source}"))
+        return records
+
+    def _report(self, problems: list[tuple[str, str]]) -> None:
+        where = f"dataset '{self.name}' ({self.split} split)"
+        lines = [f"sample {key}: {msg}" for key, msg in problems[:_MAX_LISTED]]
+        more = len(problems) - _MAX_LISTED
+        if more > 0:
+            lines.append(f"... and {more} more")
+        body = "\n  ".join(lines)
+        if self.params.on_error == "raise":
+            raise DataError(
+                f"{where}: {len(problems)} bad sample(s):\n  {body}\n"
+                "(fix the files, or set on_error: skip to leave such samples out)"
+            )
+        n_bad = len({key for key, _ in problems})
+        warnings.warn(
+            f"{where}: skipped {n_bad} bad sample(s):\n  {body}", DataSkipWarning, stacklevel=3
+        )

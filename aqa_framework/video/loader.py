@@ -1,0 +1,221 @@
+"""Turn (video, window anchor) into a sample's ``(N, C, T, H, W)`` float clips.
+
+:class:`ClipLoader` joins the pieces of :mod:`aqa_framework.video`: it keeps recently used
+readers open (whole event videos serve many samples), places the window
+(:class:`~aqa_framework.video.sampling.TemporalSampling`), reads all needed frames in one
+call, resizes them as ``uint8``, optionally stores them in the
+:class:`~aqa_framework.video.cache.FrameCache`, and finishes with crop, flip and
+normalisation (:class:`~aqa_framework.video.transforms.FrameTransform`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aqa_framework.errors import DataError
+from aqa_framework.video.cache import FrameCache, settings_hash, source_fingerprint
+from aqa_framework.video.params import VideoParams, expand_path
+from aqa_framework.video.readers import FrameReader, ReaderPool, open_reader
+from aqa_framework.video.sampling import TemporalSampling
+from aqa_framework.video.transforms import FrameTransform
+
+__all__ = ["CACHE_FORMAT_VERSION", "ClipLoader"]
+
+CACHE_FORMAT_VERSION = 1
+
+
+class ClipLoader:
+    """Loads the clips of one sample from a video file or frame folder.
+
+    Args:
+        sampling: Window and clip layout.
+        transform: Resize, crop and normalisation.
+        flip: Whether training samples are flipped horizontally with p=0.5.
+        cache_dir: Decoded-frame cache folder, or ``None``.
+        frame_pattern: File name pattern in frame folders (formatted with ``index``).
+        first_index: Number in the file name of frame 0.
+        decode_threads: Decoder threads per open video.
+        pool_size: Readers kept open per process.
+    """
+
+    def __init__(
+        self,
+        sampling: TemporalSampling,
+        transform: FrameTransform,
+        *,
+        flip: bool = True,
+        cache_dir: str | Path | None = None,
+        frame_pattern: str = "{index:06d}.jpg",
+        first_index: int = 1,
+        decode_threads: int = 1,
+        pool_size: int = 4,
+    ) -> None:
+        self.sampling = sampling
+        self.transform = transform
+        self.flip = flip
+        self.cache = FrameCache(cache_dir) if cache_dir else None
+        self.frame_pattern = frame_pattern
+        self.first_index = first_index
+        self.decode_threads = decode_threads
+        self.pool = ReaderPool(pool_size)
+        self._offsets = sampling.offsets()
+
+    @classmethod
+    def from_params(
+        cls,
+        params: VideoParams,
+        *,
+        frame_pattern: str = "{index:06d}.jpg",
+        first_index: int = 1,
+    ) -> ClipLoader:
+        """Build a loader from a dataset's :class:`VideoParams`.
+
+        Args:
+            params: The dataset's validated params.
+            frame_pattern: Frame file pattern, unless ``params.frame_pattern`` exists.
+            first_index: Number of the first frame file, unless ``params.first_frame_number``
+                exists.
+        """
+        transform = FrameTransform(
+            resize=params.resize,
+            crop=params.crop_hw,
+            mean=params.mean if params.normalize else None,
+            std=params.std,
+        )
+        return cls(
+            params.temporal_sampling(),
+            transform,
+            flip=params.flip,
+            cache_dir=expand_path(params.cache_dir) if params.cache_dir else None,
+            frame_pattern=getattr(params, "frame_pattern", frame_pattern),
+            first_index=getattr(params, "first_frame_number", first_index),
+            decode_threads=params.decode_threads,
+        )
+
+    def reader(self, source: str | Path) -> FrameReader:
+        """The (pooled) reader of a video file or frame folder.
+
+        Raises:
+            DataError: If it is missing or cannot be opened.
+        """
+        source = Path(source)
+        return self.pool.get(
+            (str(source),),
+            lambda: open_reader(
+                source,
+                frame_pattern=self.frame_pattern,
+                first_index=self.first_index,
+                num_threads=self.decode_threads,
+            ),
+        )
+
+    def load(
+        self,
+        key: str,
+        source: str | Path,
+        *,
+        end: int | None = None,
+        start: int | None = None,
+        train: bool = False,
+    ) -> torch.Tensor:
+        """Load one sample's clips.
+
+        Args:
+            key: Sample key (for messages and the cache).
+            source: Video file or frame folder.
+            end: Exclusive end frame of the window (MTL-AQA ``end_frame``).
+            start: First frame of the window (AQA-7: 0). With neither, the last frames.
+            train: Apply temporal jitter and random flips.
+
+        Returns:
+            ``float32 (N, C, T, H, W)``.
+
+        Raises:
+            DataError: Naming the sample and the file, if the video is missing or corrupt or
+                the window does not fit.
+        """
+        try:
+            return self._load(key, Path(source), end=end, start=start, train=train)
+        except DataError as exc:
+            self.pool.discard((str(source),))
+            raise DataError(f"sample {key}: {exc}") from exc
+
+    def _load(
+        self, key: str, source: Path, *, end: int | None, start: int | None, train: bool
+    ) -> torch.Tensor:
+        reader = self.reader(source)
+        n = reader.num_frames
+        jitter = self.sampling.jitter
+        shift = int(torch.randint(-jitter, jitter + 1, ()).item()) if train and jitter else 0
+        flip = bool(train and self.flip and torch.rand(()).item() < 0.5)
+        plan = self.sampling.plan(n, end=end, start=start, shift=shift, source=str(source))
+        indices = (plan.start + self._offsets).reshape(-1)
+        if self.cache is not None:
+            resized = self._cached(key, source, reader, plan.superset, indices)
+        else:
+            uniq, inverse = np.unique(indices, return_inverse=True)
+            resized = self.transform.resized(reader.read(uniq))[torch.from_numpy(inverse)]
+        return self._finish(resized, flip)
+
+    def _cached(
+        self,
+        key: str,
+        source: Path,
+        reader: FrameReader,
+        superset: tuple[int, int],
+        indices: np.ndarray,
+    ) -> torch.Tensor:
+        assert self.cache is not None
+        lo, hi = superset
+        digest = settings_hash(
+            version=CACHE_FORMAT_VERSION,
+            source=source_fingerprint(source),
+            resize=self.transform.resize,
+            pattern=self.frame_pattern if source.is_dir() else None,
+        )
+        frames = self.cache.load(key, lo, hi, digest)
+        if frames is None:
+            resized = self.transform.resized(reader.read(np.arange(lo, hi)))
+            frames = resized.permute(0, 2, 3, 1).contiguous().numpy()
+            self.cache.store(key, lo, hi, digest, frames)
+        picked = np.ascontiguousarray(frames[indices - lo])
+        return torch.from_numpy(picked).permute(0, 3, 1, 2)
+
+    def _finish(self, resized: torch.Tensor, flip: bool) -> torch.Tensor:
+        n, t = self._offsets.shape
+        x = self.transform.finish(resized, flip=flip)  # (N*T, C, H, W)
+        return x.view(n, t, *x.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
+
+    def load_any(self, source: str | Path) -> torch.Tensor:
+        """Clips of an arbitrary video for inference: its last ``window`` frames, or, if it is
+        shorter, ``window`` frames resampled evenly over it (frames repeat).
+
+        Args:
+            source: Video file or frame folder.
+
+        Returns:
+            ``float32 (N, C, T, H, W)`` with evaluation transforms (no jitter, no flip).
+        """
+        source = Path(source)
+        reader = open_reader(
+            source,
+            frame_pattern=self.frame_pattern,
+            first_index=self.first_index,
+            num_threads=self.decode_threads,
+        )
+        try:
+            n = reader.num_frames
+            window = self.sampling.window
+            if n >= window:
+                base = np.arange(n - window, n)
+            else:
+                base = np.round(np.linspace(0, n - 1, window)).astype(np.int64)
+            indices = base[self._offsets.reshape(-1)]
+            uniq, inverse = np.unique(indices, return_inverse=True)
+            resized = self.transform.resized(reader.read(uniq))[torch.from_numpy(inverse)]
+            return self._finish(resized, flip=False)
+        finally:
+            reader.close()

@@ -1,0 +1,295 @@
+"""Frame readers: random access to the frames of one video file or one JPEG frame folder.
+
+Every reader returns frames as a ``uint8`` numpy array ``(F, H, W, 3)`` (RGB) for a list of
+0-based frame indices, read in one call. Two layouts are supported:
+
+* a video file (``whole_videos/01.mp4``): decoded with decord, frames addressed by index, so a
+  whole broadcast can be used without extracting frames;
+* a folder of JPEG frames (``whole_videos_frames/01/000001.jpg``): read with PIL; the file of
+  frame ``i`` is ``pattern.format(index=i + first_index)``.
+
+decord is imported lazily, so frame folders work without it.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aqa_framework.errors import DataError
+
+__all__ = [
+    "DecordVideoReader",
+    "FrameReader",
+    "JpegFolderReader",
+    "ReaderPool",
+    "open_reader",
+    "require_decord",
+]
+
+
+def require_decord() -> Any:
+    """Import decord or raise a :class:`DataError` that says how to get it.
+
+    Returns:
+        The ``decord`` module.
+    """
+    try:
+        import decord
+    except ImportError as exc:  # pragma: no cover - decord is a declared dependency
+        raise DataError(
+            "reading video files needs the 'decord' package (pip install decord); "
+            "JPEG frame folders work without it"
+        ) from exc
+    return decord
+
+
+class FrameReader(ABC):
+    """Random access to the frames of one video.
+
+    Attributes:
+        path: The file or folder read.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    @abstractmethod
+    def num_frames(self) -> int:
+        """Number of frames available."""
+
+    @abstractmethod
+    def _read(self, indices: np.ndarray) -> np.ndarray:
+        """Read validated, in-range indices."""
+
+    def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Read frames by 0-based index.
+
+        Args:
+            indices: Frame indices, any order, repeats allowed.
+
+        Returns:
+            ``uint8`` array ``(len(indices), H, W, 3)``.
+
+        Raises:
+            DataError: If an index is out of range or the data cannot be decoded.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size == 0:
+            raise DataError(f"{self.path}: no frame indices requested")
+        lo, hi = int(idx.min()), int(idx.max())
+        n = self.num_frames
+        if lo < 0 or hi >= n:
+            raise DataError(
+                f"{self.path}: frame index {hi if hi >= n else lo} is out of range "
+                f"(it has {n} frames, valid indices 0..{n - 1})"
+            )
+        return self._read(idx)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (file handles, decoder state)."""
+
+
+class DecordVideoReader(FrameReader):
+    """Reads frames of a video file with decord (``get_batch`` of all indices in one call).
+
+    Args:
+        path: Video file (mp4, avi, mkv, ...).
+        num_threads: Decoder threads (0 lets FFmpeg choose; 1 suits DataLoader workers).
+
+    Raises:
+        DataError: If the file is missing or cannot be opened as a video.
+    """
+
+    def __init__(self, path: str | Path, num_threads: int = 1) -> None:
+        super().__init__(path)
+        decord = require_decord()
+        if not self.path.is_file():
+            raise DataError(f"video file not found: {self.path}")
+        try:
+            self._vr = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=num_threads)
+            self._n = len(self._vr)
+        except Exception as exc:  # decord raises its own DECORDError / RuntimeError
+            raise DataError(f"cannot open video {self.path}: {_short(exc)}") from exc
+        if self._n <= 0:
+            raise DataError(f"video {self.path} has no frames")
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames in the video (from the container index)."""
+        return self._n
+
+    def _read(self, indices: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(indices, return_inverse=True)
+        try:
+            frames = self._vr.get_batch(uniq.tolist()).asnumpy()
+        except Exception as exc:
+            raise DataError(
+                f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: "
+                f"{_short(exc)}"
+            ) from exc
+        if frames.ndim != 4 or frames.shape[0] != uniq.size or frames.shape[-1] != 3:
+            raise DataError(f"{self.path}: decoder returned frames of shape {frames.shape}")
+        return frames if uniq.size == indices.size and np.all(uniq == indices) else frames[inverse]
+
+    def close(self) -> None:
+        """Drop the decoder."""
+        self._vr = None
+
+
+class JpegFolderReader(FrameReader):
+    """Reads a folder of numbered JPEG (or PNG) frames with PIL.
+
+    Args:
+        path: The folder.
+        pattern: File name of a frame, formatted with ``index`` (default ``{index:06d}.jpg``,
+            the layout ffmpeg's ``%06d.jpg`` writes).
+        first_index: Number in the name of frame 0 (ffmpeg starts at 1).
+
+    Raises:
+        DataError: If the folder does not exist or holds no frame 0.
+    """
+
+    def __init__(
+        self, path: str | Path, pattern: str = "{index:06d}.jpg", first_index: int = 1
+    ) -> None:
+        super().__init__(path)
+        self.pattern = pattern
+        self.first_index = first_index
+        self._n: int | None = None
+        if not self.path.is_dir():
+            raise DataError(f"frame folder not found: {self.path}")
+
+    def frame_path(self, index: int) -> Path:
+        """The file that holds 0-based frame ``index``."""
+        return self.path / self.pattern.format(index=index + self.first_index)
+
+    @property
+    def num_frames(self) -> int:
+        """Number of consecutive frames from frame 0 (found by bisection on file names)."""
+        if self._n is None:
+            if not self.frame_path(0).is_file():
+                raise DataError(
+                    f"frame folder {self.path} has no first frame "
+                    f"{self.pattern.format(index=self.first_index)}"
+                )
+            lo, hi = 0, 1  # frame lo exists; find a missing hi
+            while self.frame_path(hi).is_file():
+                lo, hi = hi, hi * 2
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if self.frame_path(mid).is_file():
+                    lo = mid
+                else:
+                    hi = mid
+            self._n = hi
+        return self._n
+
+    def _read(self, indices: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        uniq, inverse = np.unique(indices, return_inverse=True)
+        frames: list[np.ndarray] = []
+        for i in uniq.tolist():
+            path = self.frame_path(i)
+            try:
+                with Image.open(path) as img:
+                    frames.append(np.asarray(img.convert("RGB")))
+            except FileNotFoundError as exc:
+                raise DataError(f"frame file missing: {path} (frame {i})") from exc
+            except Exception as exc:
+                raise DataError(f"cannot read frame file {path}: {_short(exc)}") from exc
+        shapes = {f.shape for f in frames}
+        if len(shapes) != 1:
+            raise DataError(f"frames in {self.path} differ in size: {sorted(shapes)}")
+        out = np.stack(frames)
+        return out if uniq.size == indices.size and np.all(uniq == indices) else out[inverse]
+
+
+def open_reader(
+    path: str | Path,
+    *,
+    frame_pattern: str = "{index:06d}.jpg",
+    first_index: int = 1,
+    num_threads: int = 1,
+) -> FrameReader:
+    """Open a video file or a frame folder with the matching reader.
+
+    Args:
+        path: A video file or a folder of numbered frames.
+        frame_pattern: File name pattern inside a frame folder.
+        first_index: Number in the file name of frame 0.
+        num_threads: Decoder threads for video files.
+
+    Returns:
+        A :class:`FrameReader`.
+
+    Raises:
+        DataError: If ``path`` does not exist or cannot be read.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return JpegFolderReader(p, pattern=frame_pattern, first_index=first_index)
+    if not p.exists():
+        raise DataError(f"video not found: {p}")
+    return DecordVideoReader(p, num_threads=num_threads)
+
+
+class ReaderPool:
+    """A small per-process LRU of open readers, so consecutive samples of one event video
+    do not reopen it. Safe across ``fork``: a child process starts with an empty pool.
+
+    Args:
+        size: Most readers kept open.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._pid = os.getpid()
+        self._readers: OrderedDict[tuple, FrameReader] = OrderedDict()
+
+    def get(self, key: tuple, opener: Any) -> FrameReader:
+        """Return the reader for ``key``, opening it with ``opener()`` if needed."""
+        if os.getpid() != self._pid:
+            self._readers = OrderedDict()
+            self._pid = os.getpid()
+        reader = self._readers.get(key)
+        if reader is not None:
+            self._readers.move_to_end(key)
+            return reader
+        reader = opener()
+        self._readers[key] = reader
+        while len(self._readers) > self.size:
+            _, old = self._readers.popitem(last=False)
+            old.close()
+        return reader
+
+    def discard(self, key: tuple) -> None:
+        """Forget (and close) one reader, e.g. after it failed."""
+        reader = self._readers.pop(key, None)
+        if reader is not None:
+            reader.close()
+
+    def clear(self) -> None:
+        """Close every reader."""
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+    def __getstate__(self) -> dict:
+        return {"size": self.size}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["size"])
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,381 @@
+"""The ``mtl-aqa`` dataset: MTL-AQA diving in the format of the official release.
+
+Reads the release files unchanged (``Ready_2_Use/MTL-AQA_split_0_data/``):
+
+* ``final_annotations_dict.pkl``: ``{(event, dive_no): {start_frame, end_frame, position,
+  difficulty, armstand, rotation_type, ss_no, tw_no, final_score, primary_view}}``;
+* ``final_captions_dict.pkl``: ``{(event, dive_no): ["<sos>", ..., "<eos>"]}`` (keys may hold
+  numpy integers);
+* ``vocab.json``: ``{"ix_to_word": {"0": "<eos>", ...}, "word_to_ix": {...}}``;
+* ``train_split_0.pkl`` / ``test_split_0.pkl``: lists of keys.
+
+The pickles are the release's own format. They are read with a restricted unpickler that
+accepts only plain containers, numbers, strings and numpy scalars, but they should still come
+from the official release (or :mod:`aqa_framework.synth`), never from an untrusted source.
+
+Videos are not part of the release. Three layouts are read:
+
+* ``layout: videos`` (default): whole event videos ``<videos_dir>/01.mp4`` (``Sr. No.`` of
+  ``Video_List.xlsx``, two digits), frames read by index, no extraction needed;
+* ``layout: frames``: the official extracted frames ``<videos_dir>/01/000001.jpg`` (1-based,
+  six digits, as ``frame_extractor.sh`` writes them);
+* ``layout: sample_videos``: one trimmed video per dive ``<videos_dir>/01_12.mp4``; the window
+  is its last ``window`` frames.
+
+As in the official code the window is the ``window`` (103) frames that end at ``end_frame``
+(0-based frame indices ``end_frame - 103 .. end_frame - 1``, i.e. files
+``end_frame - 102 .. end_frame`` of the 1-based frame folders); ``start_frame`` is ignored.
+
+Quirks of the release, kept on purpose:
+
+* ``vocab.json`` has 5781 entries while the paper says 5779; indices 5779 and 5780 occur in
+  one test caption only. The caption target uses the file's 5781 words so every index is valid.
+* 4 captions have no annotation (ignored); 250 captions are longer than the paper's maximum
+  of 100 tokens: they are cut to ``max_caption_length`` words and end with ``<eos>``.
+* The same reader serves any dataset in this format, e.g. UNLV-Dive (``UNLV_Dive_split_4``,
+  ``train_split: train_split_370_4.pkl``) or the synthetic dives of ``synthetic-diving``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import operator
+import pickle
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from aqa_framework.errors import DataError
+from aqa_framework.targets import CaptionTarget, ClassField, ScoreTarget, Targets
+from aqa_framework.video.dataset import ClipDataset, SampleRecord
+from aqa_framework.video.params import VideoParams, expand_path
+
+__all__ = [
+    "ARMSTAND_LABELS",
+    "POSITION_LABELS",
+    "ROTATION_LABELS",
+    "SS_LABELS",
+    "TW_LABELS",
+    "MTLAQADataset",
+    "load_release_pickle",
+    "sample_key",
+]
+
+POSITION_LABELS = ["free", "pike", "tuck"]
+ARMSTAND_LABELS = ["no", "yes"]
+ROTATION_LABELS = ["back", "forward", "inward", "reverse"]
+
+
+def _count_label(half_units: int, noun: str) -> str:
+    value = half_units / 2
+    return f"{value:g} {noun}" + ("" if value == 1 else "s")
+
+
+SS_LABELS = [_count_label(i, "somersault") for i in range(10)]
+"""``ss_no`` is twice the number of somersaults: 0 -> "0 somersaults" ... 9 -> "4.5 somersaults"."""
+TW_LABELS = [_count_label(i, "twist") for i in range(8)]
+"""``tw_no`` is twice the number of twists: 0 -> "0 twists" ... 7 -> "3.5 twists"."""
+
+CLASS_FIELDS: dict[str, tuple[list[str], str]] = {
+    "position": (POSITION_LABELS, "Body position during the dive"),
+    "armstand": (ARMSTAND_LABELS, "Whether the dive starts from an armstand"),
+    "rotation_type": (ROTATION_LABELS, "Rotation group (direction and take-off)"),
+    "ss_no": (SS_LABELS, "Number of somersaults (index = 2 x somersaults)"),
+    "tw_no": (TW_LABELS, "Number of twists (index = 2 x twists)"),
+}
+
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "dtype"),
+}
+
+
+class _ReleaseUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def load_release_pickle(path: str | Path) -> Any:
+    """Load an MTL-AQA release pickle (containers, numbers, strings and numpy scalars only).
+
+    Args:
+        path: The ``.pkl`` file.
+
+    Raises:
+        DataError: If the file is missing, unreadable or holds anything else.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise DataError(f"annotation file not found: {path}") from exc
+    try:
+        return _ReleaseUnpickler(io.BytesIO(data)).load()
+    except Exception as exc:
+        raise DataError(f"cannot read {path} as an MTL-AQA release pickle: {exc}") from exc
+
+
+def sample_key(event: int, dive: int) -> str:
+    """The key string of a sample: ``(1, 12)`` -> ``"01_12"``."""
+    return f"{event:02d}_{dive:02d}"
+
+
+def _as_key(raw: Any) -> tuple[int, int] | None:
+    try:
+        event, dive = raw
+        return (operator.index(event), operator.index(dive))
+    except (TypeError, ValueError):
+        return None
+
+
+class MTLAQADataset(ClipDataset):
+    """MTL-AQA diving: final score, five dive classes and commentary captions (release format)."""
+
+    name: ClassVar[str] = "mtl-aqa"
+    frame_pattern: ClassVar[str] = "{index:06d}.jpg"
+    first_frame_number: ClassVar[int] = 1
+
+    class Params(VideoParams):
+        """Parameters of ``mtl-aqa`` (sampling and transforms as in :class:`VideoParams`)."""
+
+        root: str = Field(
+            description="Folder of the annotation files, e.g. .../Ready_2_Use/MTL-AQA_split_0_data."
+        )
+        annotations: str = Field(
+            "final_annotations_dict.pkl", description="Annotation pickle, relative to root."
+        )
+        captions: str | None = Field(
+            "final_captions_dict.pkl",
+            description="Caption pickle, relative to root; null for a dataset without captions.",
+        )
+        vocab: str = Field("vocab.json", description="Caption vocabulary, relative to root.")
+        train_split: str = Field("train_split_0.pkl", description="Train keys, relative to root.")
+        test_split: str = Field("test_split_0.pkl", description="Test keys, relative to root.")
+        layout: Literal["videos", "frames", "sample_videos"] = Field(
+            "videos",
+            description="'videos': whole event videos read by frame index; 'frames': extracted "
+            "JPEG folders per event; 'sample_videos': one trimmed video per dive.",
+        )
+        videos_dir: str | None = Field(
+            None,
+            description="Folder of the videos or frame folders (relative to root); default "
+            "'whole_videos', or 'whole_videos_frames' for layout 'frames'.",
+        )
+        video_pattern: str | None = Field(
+            None,
+            description="Name of a video inside videos_dir, formatted with event and dive; "
+            "default '{event:02d}.mp4' (videos), '{event:02d}' (frames), "
+            "'{event:02d}_{dive:02d}.mp4' (sample_videos).",
+        )
+        frame_pattern: str = Field(
+            "{index:06d}.jpg", description="File name of a frame in a frame folder."
+        )
+        first_frame_number: int = Field(
+            1, ge=0, description="Number in the file name of the first frame (ffmpeg: 1)."
+        )
+        max_caption_length: int = Field(
+            98,
+            ge=1,
+            description="Words kept per caption (without <sos>/<eos>); 98 gives the official "
+            "100-token sequences. Longer captions are cut and end with <eos>.",
+        )
+        score_range: tuple[float, float] | None = Field(
+            None,
+            description="(low, high) of final_score; default 0 to the highest score in the "
+            "annotations (104.5 for MTL-AQA).",
+        )
+
+    params: Params
+
+    # -- files -----------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """The annotation folder."""
+        return expand_path(self.params.root)
+
+    def _file(self, name: str) -> Path:
+        return expand_path(name, self.root)
+
+    def _videos_dir(self) -> Path:
+        default = "whole_videos_frames" if self.params.layout == "frames" else "whole_videos"
+        return expand_path(self.params.videos_dir or default, self.root)
+
+    def _source(self, event: int, dive: int) -> Path:
+        pattern = self.params.video_pattern or {
+            "videos": "{event:02d}.mp4",
+            "frames": "{event:02d}",
+            "sample_videos": "{event:02d}_{dive:02d}.mp4",
+        }[self.params.layout]
+        try:
+            name = pattern.format(event=event, dive=dive)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise DataError(f"video_pattern {pattern!r} cannot be formatted: {exc}") from exc
+        return self._videos_dir() / name
+
+    # -- records ---------------------------------------------------------------------------
+
+    def build_records(self) -> tuple[list[SampleRecord], list[tuple[str, str]]]:
+        """Read annotations, captions, vocabulary and the split's keys."""
+        p = self.params
+        if not self.root.is_dir():
+            raise DataError(f"mtl-aqa root folder not found: {self.root}")
+        ann_path = self._file(p.annotations)
+        annotations = self._keyed(load_release_pickle(ann_path), ann_path)
+        split_path = self._file(p.train_split if self.split == "train" else p.test_split)
+        split_keys = load_release_pickle(split_path)
+        if not isinstance(split_keys, list | tuple):
+            raise DataError(f"{split_path}: expected a list of (event, dive) keys")
+        captions: dict[tuple[int, int], list[str]] | None = None
+        word_to_ix: dict[str, int] = {}
+        if p.captions is not None:
+            cap_path = self._file(p.captions)
+            captions = self._keyed(load_release_pickle(cap_path), cap_path)
+            self._words, word_to_ix = self._read_vocab(self._file(p.vocab))
+
+        self._score_high = max(
+            (float(a.get("final_score", 0.0)) for a in annotations.values() if isinstance(a, dict)),
+            default=1.0,
+        )
+        self._score_low = min(
+            (float(a.get("final_score", 0.0)) for a in annotations.values() if isinstance(a, dict)),
+            default=0.0,
+        )
+        records: list[SampleRecord] = []
+        problems: list[tuple[str, str]] = []
+        for raw in split_keys:
+            key = _as_key(raw)
+            if key is None:
+                problems.append((repr(raw), f"split key {raw!r} in {split_path.name} is not an "
+                                            "(event, dive) pair"))
+                continue
+            skey = sample_key(*key)
+            ann = annotations.get(key)
+            if ann is None:
+                problems.append((skey, f"split key {key} in {split_path.name} has no annotation "
+                                       f"in {ann_path.name}"))
+                continue
+            rec, problem = self._record(key, skey, ann, ann_path.name)
+            if problem:
+                problems.append((skey, problem))
+                continue
+            if captions is not None:
+                tokens = captions.get(key)
+                if tokens is None:
+                    problems.append((skey, f"no caption in {p.captions} for annotated key {key}"))
+                    continue
+                ids, problem = self._encode(tokens, word_to_ix)
+                if problem:
+                    problems.append((skey, f"caption in {p.captions}: {problem}"))
+                    continue
+                rec.caption = ids
+            records.append(rec)
+        return records, problems
+
+    def _keyed(self, data: Any, path: Path) -> dict[tuple[int, int], Any]:
+        if not isinstance(data, dict):
+            raise DataError(f"{path}: expected a dict keyed by (event, dive)")
+        out: dict[tuple[int, int], Any] = {}
+        for raw, value in data.items():
+            key = _as_key(raw)
+            if key is None:
+                raise DataError(f"{path}: key {raw!r} is not an (event, dive) pair")
+            out[key] = value
+        return out
+
+    def _record(
+        self, key: tuple[int, int], skey: str, ann: Any, ann_name: str
+    ) -> tuple[SampleRecord, str | None]:
+        rec = SampleRecord(key=skey, source=self._source(*key))
+        if not isinstance(ann, dict):
+            return rec, f"annotation in {ann_name} is not a dict"
+        try:
+            rec.end = operator.index(ann["end_frame"])
+            rec.scores = {"final_score": float(ann["final_score"])}
+            for fname, (labels, _) in CLASS_FIELDS.items():
+                value = operator.index(ann[fname])
+                if not 0 <= value < len(labels):
+                    return rec, f"{fname}={value} outside 0..{len(labels) - 1} in {ann_name}"
+                rec.classes[fname] = value
+        except KeyError as exc:
+            return rec, f"annotation in {ann_name} lacks field {exc.args[0]!r}"
+        except (TypeError, ValueError) as exc:
+            return rec, f"bad annotation value in {ann_name}: {exc}"
+        if self.params.layout == "sample_videos":
+            rec.end = None
+        return rec, None
+
+    def _read_vocab(self, path: Path) -> tuple[list[str], dict[str, int]]:
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            ix_to_word = {int(i): str(w) for i, w in info["ix_to_word"].items()}
+            word_to_ix = {str(w): int(i) for w, i in info["word_to_ix"].items()}
+        except FileNotFoundError as exc:
+            raise DataError(f"vocabulary file not found: {path}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DataError(f"{path}: not an MTL-AQA vocab.json ({exc})") from exc
+        n = len(ix_to_word)
+        if sorted(ix_to_word) != list(range(n)):
+            raise DataError(f"{path}: ix_to_word indices are not 0..{n - 1}")
+        for special in ("<sos>", "<eos>"):
+            if special not in word_to_ix:
+                raise DataError(f"{path}: the vocabulary lacks {special}")
+        return [ix_to_word[i] for i in range(n)], word_to_ix
+
+    def _encode(self, tokens: Any, word_to_ix: dict[str, int]) -> tuple[list[int], str | None]:
+        if not isinstance(tokens, list | tuple) or not all(isinstance(t, str) for t in tokens):
+            return [], "not a list of words"
+        words = list(tokens)
+        if words and words[0] == "<sos>":
+            words = words[1:]
+        if words and words[-1] == "<eos>":
+            words = words[:-1]
+        words = words[: self.params.max_caption_length]
+        unknown = sorted({w for w in words if w not in word_to_ix})
+        if unknown:
+            return [], f"words not in the vocabulary: {', '.join(map(repr, unknown[:5]))}"
+        ids = [word_to_ix["<sos>"], *(word_to_ix[w] for w in words), word_to_ix["<eos>"]]
+        return ids, None
+
+    # -- targets ---------------------------------------------------------------------------
+
+    def build_targets(self) -> Targets:
+        """Final score, the five class fields and (if configured) the captions."""
+        p = self.params
+        if p.score_range is not None:
+            low, high = p.score_range
+        else:
+            low, high = min(0.0, self._score_low), self._score_high
+            if high <= low:
+                high = low + 1.0
+        captions = None
+        if p.captions is not None:
+            word_to_ix = {w: i for i, w in enumerate(self._words)}
+            eos = word_to_ix["<eos>"]
+            captions = CaptionTarget(
+                words=self._words,
+                max_length=p.max_caption_length,
+                pad_index=eos,
+                sos_index=word_to_ix["<sos>"],
+                eos_index=eos,
+            )
+        return Targets(
+            scores={
+                "final_score": ScoreTarget(
+                    low=low,
+                    high=high,
+                    description="Final score: difficulty x sum of the middle three of seven "
+                    "judges' marks (points)",
+                )
+            },
+            classes={
+                name: ClassField(labels=labels, description=desc)
+                for name, (labels, desc) in CLASS_FIELDS.items()
+            },
+            captions=captions,
+        )

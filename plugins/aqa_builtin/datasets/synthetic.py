@@ -1,0 +1,140 @@
+"""The ``synthetic-diving`` dataset: cartoon dives generated on first use (NOT real data).
+
+It is ``mtl-aqa`` on a folder written by :func:`aqa_framework.synth.diving.generate_diving`:
+the same files, the same reader, the same targets (final score, five class fields,
+captions). It exists so the quickstart and the tests run anywhere without downloading
+broadcasts; see ``docs/datasets-synthetic.md``. Results on it say nothing about real diving.
+
+The data is generated the first time a split is opened, into ``root`` or, by default,
+``.aqa-cache/synthetic-diving-<hash of the settings>`` under the current directory
+(atomically: a temporary folder renamed into place), and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from aqa_framework.errors import DataError
+from aqa_framework.video.cache import settings_hash
+from aqa_framework.video.dataset import SampleRecord
+from aqa_framework.video.params import expand_path
+
+from .mtl_aqa import MTLAQADataset
+
+__all__ = ["SyntheticDivingDataset", "default_root"]
+
+log = logging.getLogger(__name__)
+
+
+def default_root(dives: int, seed: int, size: tuple[int, int], dives_per_event: int) -> Path:
+    """``.aqa-cache/synthetic-diving-<hash>`` in the current directory for these settings."""
+    from aqa_framework.synth.diving import GENERATOR_VERSION
+
+    digest = settings_hash(
+        version=GENERATOR_VERSION,
+        dives=dives,
+        seed=seed,
+        size=list(size),
+        dives_per_event=dives_per_event,
+    )[:10]
+    return Path(".aqa-cache") / f"synthetic-diving-{digest}"
+
+
+class SyntheticDivingDataset(MTLAQADataset):
+    """Synthetic diving in the MTL-AQA format, generated on first use (not real diving)."""
+
+    name: ClassVar[str] = "synthetic-diving"
+
+    class Params(MTLAQADataset.Params):
+        """``mtl-aqa`` parameters plus the generator's; defaults suit the small synthetic frames."""
+
+        root: str | None = Field(  # type: ignore[assignment]
+            None,
+            description="Where the data lives (generated there if missing); default "
+            "'.aqa-cache/synthetic-diving-<hash of the settings>' in the current directory.",
+        )
+        dives: int = Field(300, ge=4, description="Number of dives to generate.")
+        seed: int = Field(0, description="Generator seed (same seed, same dives and frames).")
+        size: tuple[int, int] = Field(
+            (96, 72), description="Frame (width, height) of the generated videos (even, >= 32)."
+        )
+        dives_per_event: int = Field(30, ge=1, description="Dives per generated event video.")
+        workers: int = Field(1, ge=1, description="Processes used to generate the videos.")
+        resize: tuple[int, int] | None = Field(
+            None, description="Resize every frame to (width, height); null keeps the 96x72 frames."
+        )
+        crop: int | tuple[int, int] | None = Field(
+            64, description="Center crop: a side length or (height, width); null disables it."
+        )
+        max_caption_length: int = Field(
+            60, ge=1, description="Words kept per caption (the synthetic ones have at most ~50)."
+        )
+
+    params: Params
+
+    @property
+    def root(self) -> Path:
+        """The data folder (explicit ``root`` or the settings-keyed cache folder)."""
+        p = self.params
+        if p.root is not None:
+            return expand_path(p.root)
+        return default_root(p.dives, p.seed, p.size, p.dives_per_event).absolute()
+
+    def build_records(self) -> tuple[list[SampleRecord], list[tuple[str, str]]]:
+        """Generate the data if it is missing, then read it like ``mtl-aqa``."""
+        self._ensure_generated()
+        return super().build_records()
+
+    def _ensure_generated(self) -> None:
+        from aqa_framework.synth.diving import GENERATOR_VERSION, MARKER, generate_diving
+
+        p = self.params
+        root = self.root
+        wanted = {
+            "version": GENERATOR_VERSION,
+            "dives": p.dives,
+            "seed": p.seed,
+            "size": list(p.size),
+            "dives_per_event": p.dives_per_event,
+        }
+        marker = root / MARKER
+        if not root.exists():
+            print(
+                f"Generating {p.dives} synthetic dives ({p.size[0]}x{p.size[1]}, seed {p.seed}) "
+                f"in {root} (first use) ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            try:
+                summary = generate_diving(
+                    root,
+                    p.dives,
+                    p.seed,
+                    tuple(p.size),
+                    dives_per_event=p.dives_per_event,
+                    workers=p.workers,
+                )
+                log.info("generated %s dives in %.1f s", summary.dives, summary.seconds)
+            except DataError:
+                if not marker.is_file():  # not merely another process finishing first
+                    raise
+        if not marker.is_file():
+            raise DataError(
+                f"{root} exists but is not a synthetic dataset (no {MARKER}); choose another root"
+            )
+        try:
+            meta = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read {marker}: {exc}") from exc
+        found = {k: meta.get(k) for k in wanted}
+        if found != wanted:
+            raise DataError(
+                f"{root} holds synthetic data made with other settings ({found}, wanted "
+                f"{wanted}); delete it or choose another root"
+            )

@@ -1,0 +1,1 @@
+"""Built-in task heads: score regression, factorized classification and captioning."""

@@ -1,0 +1,278 @@
+"""The public test-kit: its checks pass good components, catch broken ones, and every built-in
+component passes them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from aqa_framework import testing
+from aqa_framework.docgen import builtin_registry
+from aqa_framework.interfaces import Aggregator, Backbone, TaskHead
+from aqa_framework.testing import ContractError
+
+# ---------------------------------------------------------------------------------------------
+# toy components
+
+
+class _WidthParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    width: int = Field(4, ge=1, description="Output channels.")
+
+
+class ToyBackbone(Backbone):
+    """A single 3-D convolution and global pooling."""
+
+    name = "toy.conv"
+    Params = _WidthParams
+    layers = ("conv",)
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.conv = nn.Conv3d(3, params.width, 3, padding=1)
+
+    def forward(self, clips):
+        return self.conv(clips).mean(dim=(2, 3, 4))
+
+
+class ToyMeanAggregator(Aggregator):
+    """Averages clips."""
+
+    name = "toy.mean"
+
+    def forward(self, clip_features):
+        return clip_features.mean(dim=1)
+
+
+class BatchMixingAggregator(ToyMeanAggregator):
+    """Subtracts the batch mean, so each video depends on the others."""
+
+    name = "toy.mixing"
+
+    def forward(self, clip_features):
+        x = clip_features.mean(dim=1)
+        return x - x.mean(dim=0, keepdim=True)
+
+
+class ToyScoreHead(TaskHead):
+    """Regresses the first score."""
+
+    name = "toy.score"
+    Params = _WidthParams
+
+    def __init__(self, params, in_shape, targets):
+        super().__init__(params, in_shape, targets)
+        self.score = next(iter(targets.scores))
+        self.fc = nn.Linear(in_shape[0], 1)
+
+    def forward(self, features, batch=None):
+        return {"score": self.fc(features).squeeze(1)}
+
+    def loss(self, outputs, batch):
+        return ((outputs["score"] - batch["scores"][self.score].float() / 100) ** 2).mean()
+
+    def predict(self, outputs):
+        return {self.score: [float(x) * 100 for x in outputs["score"]]}
+
+    def references(self, batch):
+        return {self.score: [float(x) for x in batch["scores"][self.score]]}
+
+    def metrics(self, predictions, references):
+        p, t = predictions[self.score], references[self.score]
+        return {"mae": sum(abs(a - b) for a, b in zip(p, t, strict=True)) / len(t)}
+
+
+class DetachedHead(ToyScoreHead):
+    """Cuts the graph to the features."""
+
+    name = "toy.detached"
+
+    def forward(self, features, batch=None):
+        return super().forward(features.detach(), batch)
+
+
+class TensorPredictionsHead(ToyScoreHead):
+    """Returns tensors instead of plain values."""
+
+    name = "toy.tensors"
+
+    def predict(self, outputs):
+        return {self.score: list(outputs["score"])}
+
+
+class UndescribedParamsHead(ToyScoreHead):
+    """Has a parameter without description."""
+
+    name = "toy.undescribed"
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        width: int = 4
+
+
+def tiny_dataset(**params):
+    return testing.TinyVideoDataset(testing.TinyVideoDataset.parse_params(params), "train")
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+def test_fake_batch_has_the_collated_layout():
+    targets = testing.tiny_targets()
+    batch = testing.fake_batch(targets, 3, video_shape=(2, 3, 4, 8, 8))
+    assert batch["video"].shape == (3, 2, 3, 4, 8, 8)
+    assert batch["scores"]["final_score"].shape == (3,)
+    assert batch["classes"]["position"].dtype == torch.int64
+    assert batch["caption"].shape == (3, targets.captions.max_length + 2)
+    assert (batch["caption"][:, 0] == targets.captions.sos_index).all()
+    for row, length in zip(batch["caption"], batch["caption_length"], strict=True):
+        assert row[length - 1] == targets.captions.eos_index
+    assert batch["key"] == ["sample-0000", "sample-0001", "sample-0002"]
+
+
+def test_fake_samples_are_reproducible_and_within_range():
+    targets = testing.tiny_targets(scores={"d": (2.0, 6.4)}, classes={"family": 3}, captions=False)
+    a, b = (testing.fake_sample(targets, 5, seed=1) for _ in range(2))
+    assert torch.equal(a["video"], b["video"]) and a["scores"] == b["scores"]
+    assert 2.0 <= a["scores"]["d"] <= 6.4 and a["classes"]["family"] in range(3)
+    assert "caption" not in a
+
+
+def test_tiny_dataset_passes_its_own_check_and_score_follows_brightness():
+    ds = tiny_dataset(num_samples=5)
+    batch = testing.check_dataset(ds, max_samples=5)
+    brightness = batch["video"].flatten(1).mean(1)
+    assert torch.allclose(batch["scores"]["final_score"].float(), (brightness + 1) * 50, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks accept good components and reject broken ones
+
+
+def test_good_toy_components_pass():
+    assert testing.check_backbone(ToyBackbone, {"width": 5}, input_shape=(3, 4, 8, 8)) == (5,)
+    assert testing.check_aggregator(ToyMeanAggregator, in_shape=(6,)) == (6,)
+    metrics = testing.check_head(ToyScoreHead, testing.tiny_targets(captions=False))
+    assert set(metrics) == {"mae"}
+
+
+def test_aggregator_that_mixes_the_batch_is_caught():
+    with pytest.raises(ContractError, match="must not depend on the other videos"):
+        testing.check_aggregator(BatchMixingAggregator)
+
+
+def test_head_that_cuts_gradients_is_caught():
+    with pytest.raises(ContractError, match="do not flow back to the features"):
+        testing.check_head(DetachedHead)
+
+
+def test_head_returning_tensors_is_caught():
+    with pytest.raises(ContractError, match="plain Python values"):
+        testing.check_head(TensorPredictionsHead)
+
+
+def test_undescribed_param_is_caught():
+    with pytest.raises(ContractError, match=r"Params.width needs Field\(description"):
+        testing.check_component_class(UndescribedParamsHead)
+
+
+def test_head_that_rejects_the_targets_is_caught():
+    class CaptionOnly(ToyScoreHead):
+        """Needs captions."""
+
+        name = "toy.caption-only"
+        target_kind = "captions"
+
+    with pytest.raises(ContractError, match="rejects the test targets"):
+        testing.check_head(CaptionOnly, testing.tiny_targets(captions=False))
+
+
+def test_dataset_with_out_of_range_score_is_caught():
+    class Shifted(testing.TinyVideoDataset):
+        """Scores off the declared range."""
+
+        def __getitem__(self, index):
+            sample = super().__getitem__(index)
+            sample["scores"]["final_score"] += 1000
+            return sample
+
+    with pytest.raises(ContractError, match=r"scores\['final_score'\] = .* is outside"):
+        testing.check_dataset(Shifted(Shifted.parse_params({}), "train"))
+
+
+def test_dataset_with_wrong_key_is_caught():
+    class WrongKey(testing.TinyVideoDataset):
+        """Keys that do not match."""
+
+        def __getitem__(self, index):
+            return {**super().__getitem__(index), "key": "other"}
+
+    with pytest.raises(ContractError, match="differs from keys"):
+        testing.check_dataset(WrongKey(WrongKey.parse_params({}), "train"))
+
+
+def test_registry_with_and_check_registered():
+    reg = testing.registry_with("toy", [ToyBackbone, ToyScoreHead], builtins=False)
+    assert reg.names("backbone") == ["toy.conv"] and reg.names("head") == ["toy.score"]
+    with pytest.raises(ContractError, match="'toy.nothing' is not registered.*pip install"):
+        testing.check_registered("toy.nothing", "head")
+
+
+# ---------------------------------------------------------------------------------------------
+# every built-in component passes the checks (small params keep this fast)
+
+BACKBONES = {
+    "c3d": ({"width": 0.0625}, (3, 16, 32, 32)),
+    "mscadc": ({"width": 0.0625}, (3, 16, 32, 32)),
+    "timm": ({"model": "resnet18"}, (3, 2, 32, 32)),
+}
+AGGREGATORS = {
+    "average": [({}, 3), ({"shared_fc": 8, "dropout": 0.1}, 3)],
+    "identity": [({}, 1)],
+    "lstm": [({"hidden": 8}, 3)],
+}
+HEADS = {
+    "score": {},
+    "classification": {},
+    "caption": {"hidden": 16, "word_dim": 8, "layers": 1, "metrics": ["bleu", "rouge"]},
+}
+REGISTRY = builtin_registry()
+
+
+def _names(kind):
+    return REGISTRY.names(kind)
+
+
+def _small(table, kind, name):
+    if name not in table:
+        pytest.fail(f"add small test params for the built-in {kind} '{name}' to {kind.upper()}S")
+    return table[name]
+
+
+@pytest.mark.parametrize("name", _names("backbone"))
+def test_builtin_backbone(name):
+    params, shape = _small(BACKBONES, "backbone", name)
+    feat = testing.check_backbone(REGISTRY.get("backbone", name), params, input_shape=shape)
+    assert all(d > 0 for d in feat)
+
+
+@pytest.mark.parametrize("name", _names("aggregator"))
+def test_builtin_aggregator(name):
+    for params, clips in _small(AGGREGATORS, "aggregator", name):
+        testing.check_aggregator(REGISTRY.get("aggregator", name), params, num_clips=clips)
+
+
+@pytest.mark.parametrize("name", _names("head"))
+def test_builtin_head(name):
+    cls = REGISTRY.get("head", name)
+    metrics = testing.check_head(cls, testing.tiny_targets(), _small(HEADS, "head", name))
+    assert metrics
+
+
+@pytest.mark.parametrize("name", _names("dataset"))
+def test_builtin_dataset_class(name):
+    # Opening a split needs data (see the dataset tests); the class contract does not.
+    testing.check_component_class(REGISTRY.get("dataset", name), "dataset")

@@ -199,7 +199,8 @@ class ProbeResult:
         lines = [f"# {self.title}", ""]
         lines += [f"- {k}: {v}" for k, v in self.info.items()]
         lines += ["", "| " + " | ".join(self._COLUMNS) + " |"]
-        lines.append("|---|" + "--:|" * (len(self._COLUMNS) - 1))
+        text = {"layer", "regressor"}
+        lines.append("|" + "".join("---|" if c in text else "--:|" for c in self._COLUMNS))
         for r in self.rows:
             lines.append("| " + " | ".join(_fmt(getattr(r, c), 4) for c in self._COLUMNS) + " |")
         return "\n".join(lines) + "\n"

@@ -332,7 +332,11 @@ def check_component_class(cls: type, kind: str | None = None) -> None:
         cls,
         f"name {name!r} must be lower case, e.g. 'c3d' or 'myplugin.c3d'",
     )
-    _require(bool(cls.summary()), cls, "needs a docstring; its first line is the summary")
+    _require(
+        bool((vars(cls).get("__doc__") or "").strip()),
+        cls,
+        "needs its own docstring; its first line is the summary",
+    )
     params = getattr(cls, "Params", None)
     _require(
         isinstance(params, type) and issubclass(params, BaseModel),

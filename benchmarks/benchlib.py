@@ -84,7 +84,7 @@ PAPER = BenchConfig(
 )
 SMALL = BenchConfig(
     name="small", width=0.25, clips=2, frames=16, size=56, vocab=200, caption_words=20,
-    shared_fc=1024, hidden=128, word_dim=128, dropout=0.2, batch=3, ref_batch=3,
+    shared_fc=4096, hidden=512, word_dim=512, dropout=0.2, batch=3, ref_batch=3,
 )
 
 

@@ -36,7 +36,7 @@ def on_files(files, config):
     """Add the generated pages (replacing any file of the same name)."""
     from aqa_framework import docgen
 
-    for src_uri, content in docgen.generated_pages().items():
+    for src_uri, content in docgen.generated_pages(root=ROOT).items():
         existing = files.get_file_from_path(src_uri)
         if existing is not None:
             files.remove(existing)

@@ -51,7 +51,10 @@ class FakeDivesDataset(VideoDataset):
         )
         gen = torch.Generator().manual_seed(0 if split == "train" else 1)
         n = p.num_samples
-        self._video = torch.randn(n, p.num_clips, 3, p.frames, p.size, p.size, generator=gen)
+        # noise around a per-sample colour, so that samples differ as real videos do
+        noise = torch.randn(n, p.num_clips, 3, p.frames, p.size, p.size, generator=gen)
+        colour = torch.randn(n, 1, 3, 1, 1, 1, generator=gen)
+        self._video = 0.5 * noise + colour
         self._score = torch.rand(n, generator=gen) * 100
         self._pos = torch.randint(0, 3, (n,), generator=gen)
         self._arm = torch.randint(0, 2, (n,), generator=gen)

@@ -63,11 +63,17 @@ def test_rng_state_restores_every_generator():
 def test_save_and_load_restore_weights_optimizer_and_metadata(tmp_path):
     model, opt = trained_optimizer()
     folder = save_checkpoint(
-        tmp_path / "checkpoints", "last", model.state_dict(), META,
-        {"optimizer": opt.state_dict()}, also_as=("best",),
+        tmp_path / "checkpoints",
+        "last",
+        model.state_dict(),
+        META,
+        {"optimizer": opt.state_dict()},
+        also_as=("best",),
     )
     assert sorted(p.name for p in folder.iterdir()) == [
-        "checkpoint.json", "model.safetensors", "state.safetensors"
+        "checkpoint.json",
+        "model.safetensors",
+        "state.safetensors",
     ]
     assert not list((tmp_path / "checkpoints").glob(".*"))  # no temporary leftovers
     ckpt = load_checkpoint(tmp_path)  # a run folder: best is preferred
@@ -77,7 +83,9 @@ def test_save_and_load_restore_weights_optimizer_and_metadata(tmp_path):
     load_weights(model2, ckpt.model_state, ckpt.path)
     assert torch.equal(model2[0].weight, model[0].weight)
     opt2.load_state_dict(ckpt.training_state["optimizer"])
-    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]
+    )
 
 
 def test_tied_weights_are_saved(tmp_path):

@@ -70,9 +70,17 @@ def reference_run(tmp_path_factory):
 
 def test_run_folder_holds_spec_metrics_predictions_report_and_checkpoints(reference_run):
     f = reference_run
-    for name in ("spec.yaml", "environment.json", "metrics.jsonl", "predictions.csv",
-                 "results.json", "report.md", "report/scatter.png",
-                 "checkpoints/last/model.safetensors", "checkpoints/best/checkpoint.json"):
+    for name in (
+        "spec.yaml",
+        "environment.json",
+        "metrics.jsonl",
+        "predictions.csv",
+        "results.json",
+        "report.md",
+        "report/scatter.png",
+        "checkpoints/last/model.safetensors",
+        "checkpoints/best/checkpoint.json",
+    ):
         assert (f / name).is_file(), name
     assert "select_on: auto" in (f / "spec.yaml").read_text()  # defaults filled in
     env = json.loads((f / "environment.json").read_text())
@@ -86,8 +94,10 @@ def test_run_folder_holds_spec_metrics_predictions_report_and_checkpoints(refere
     best = max(records, key=lambda r: r["val"]["score.spearman"])
     assert results["epoch"] == best["epoch"]
     assert load_checkpoint(f / "checkpoints" / "best").epoch == best["epoch"]
-    assert f"Epoch {best['epoch']} of 3 was selected on the validation split" in (
-        f / "report.md").read_text()
+    assert (
+        f"Epoch {best['epoch']} of 3 was selected on the validation split"
+        in (f / "report.md").read_text()
+    )
     rows = list(csv.DictReader((f / "predictions.csv").open()))
     assert len(rows) == 12 and rows[0]["key"] == "test-0000"
     assert rows[0]["cls.position"] in {"free", "pike", "tuck"}
@@ -103,8 +113,9 @@ def test_evaluate_reproduces_the_final_metrics(reference_run):
     assert result.metrics == pytest.approx(final, rel=1e-6, abs=1e-9)
 
 
-def test_stop_signal_then_resume_ends_like_an_uninterrupted_run(reference_run, tmp_path,
-                                                                 monkeypatch):
+def test_stop_signal_then_resume_ends_like_an_uninterrupted_run(
+    reference_run, tmp_path, monkeypatch
+):
     real = runner.train_one_epoch
     calls = {"epochs": 0}
 
@@ -125,8 +136,11 @@ def test_stop_signal_then_resume_ends_like_an_uninterrupted_run(reference_run, t
 
     monkeypatch.setattr(runner, "train_one_epoch", interrupt_second_epoch)
     folder = tmp_path / "run"
-    with pytest.raises(TrainingInterrupted, match=r"in epoch 2: the checkpoint of epoch 1 is "
-                       r"kept\. Resume with: aqa run tiny.yaml --resume .*run"):
+    with pytest.raises(
+        TrainingInterrupted,
+        match=r"in epoch 2: the checkpoint of epoch 1 is "
+        r"kept\. Resume with: aqa run tiny.yaml --resume .*run",
+    ):
         runner.run_training(resolved(), run_dir=folder)
     assert load_checkpoint(folder / "checkpoints" / "last").epoch == 1
     assert not list((folder / "checkpoints").glob(".*"))  # nothing partial on disk
@@ -142,8 +156,11 @@ def test_stop_signal_then_resume_ends_like_an_uninterrupted_run(reference_run, t
 
 
 def test_resume_refuses_a_different_spec(reference_run):
-    with pytest.raises(SpecError, match=r"cannot resume .* with a different spec(.|\n)*"
-                       r"train.optimizer.lr: the run was started with 0.003"):
+    with pytest.raises(
+        SpecError,
+        match=r"cannot resume .* with a different spec(.|\n)*"
+        r"train.optimizer.lr: the run was started with 0.003",
+    ):
         runner.run_training(resolved("train.optimizer.lr=0.1"), resume=reference_run)
 
 

@@ -98,8 +98,11 @@ def test_sharded_evaluation_covers_each_sample_once_in_order():
     shards = [list(ShardSampler(7, r, 3)) for r in range(3)]
     assert sorted(sum(shards, [])) == list(range(7))
     results = [
-        {"keys": [str(i) for i in s], "preds": {"t": {"c": [i * 10 for i in s]}},
-         "refs": {"t": {"c": s}}}
+        {
+            "keys": [str(i) for i in s],
+            "preds": {"t": {"c": [i * 10 for i in s]}},
+            "refs": {"t": {"c": s}},
+        }
         for s in shards
     ]
     merged = _merge_shards(results)
@@ -113,9 +116,7 @@ def test_spec_changes_allowed_on_resume():
         mode="json"
     )
     assert spec_differences(a, b) == []
-    c = parse_spec({**BASE, "train": {"optimizer": {"lr": 0.5}}, "seed": 2}).model_dump(
-        mode="json"
-    )
+    c = parse_spec({**BASE, "train": {"optimizer": {"lr": 0.5}}, "seed": 2}).model_dump(mode="json")
     assert [p for p, _ in spec_differences(a, c)] == ["seed", "train.optimizer.lr"]
 
 
@@ -134,20 +135,35 @@ def test_run_folder_refuses_to_overwrite_a_run(tmp_path):
 def test_report_has_metrics_scatter_and_commentaries(tmp_path):
     result = EvalResult(
         keys=["a", "b", "c"],
-        predictions={"score": {"final_score": [50.0, 60.0, 70.0]},
-                     "caption": {"caption": ["a clean dive", "a dive", "splash"]}},
-        references={"score": {"final_score": [52.0, 58.0, 75.0]},
-                    "caption": {"caption": ["a clean rip", "a dive", "big splash"]}},
+        predictions={
+            "score": {"final_score": [50.0, 60.0, 70.0]},
+            "caption": {"caption": ["a clean dive", "a dive", "splash"]},
+        },
+        references={
+            "score": {"final_score": [52.0, 58.0, 75.0]},
+            "caption": {"caption": ["a clean rip", "a dive", "big splash"]},
+        },
         metrics={"score.spearman": 1.0, "caption.bleu_1": 0.5},
     )
     sentence = "Epoch 2 of 3 was selected on the validation split"
-    path = write_report(tmp_path, ReportInputs(
-        title="run", description="tiny", spec_source="q.yaml", components=["backbone c3d"],
-        dataset="synthetic-diving: 3 test", selection=sentence, final_split="test",
-        result=result, task_kinds={"score": "scores", "caption": "captions"},
-        history=[{"epoch": 1, "lr": 0.1, "train": {"loss": 2.0}, "val": {"score.spearman": 0.3}}],
-        parameters={"backbone": 10, "total": 10, "trainable": 10},
-    ))
+    path = write_report(
+        tmp_path,
+        ReportInputs(
+            title="run",
+            description="tiny",
+            spec_source="q.yaml",
+            components=["backbone c3d"],
+            dataset="synthetic-diving: 3 test",
+            selection=sentence,
+            final_split="test",
+            result=result,
+            task_kinds={"score": "scores", "caption": "captions"},
+            history=[
+                {"epoch": 1, "lr": 0.1, "train": {"loss": 2.0}, "val": {"score.spearman": 0.3}}
+            ],
+            parameters={"backbone": 10, "total": 10, "trainable": 10},
+        ),
+    )
     text = path.read_text()
     assert sentence in text
     assert "| score.spearman | 1.0000 |" in text

@@ -187,3 +187,125 @@ def test_feature_set_score_defaults_to_the_first():
     assert fs.score()[0] == "final_score"
     with pytest.raises(DataError, match="no scores"):
         FeatureSet(["a"], {}).score()
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def tiny_synthetic_spec(root, heads=("score",)):
+    """A tiny C3D-AVG on a few synthetic dives (CPU, seconds)."""
+    all_heads = {
+        "score": {"name": "score"},
+        "cls": {"name": "classification"},
+        "caption": {
+            "name": "caption",
+            "loss_weight": 0.01,
+            "params": {"hidden": 16, "word_dim": 8, "metrics": ["bleu"]},
+        },
+    }
+    return {
+        "model": {
+            "backbone": {"name": "c3d", "params": {"width": 0.0625}},
+            "aggregator": {"name": "average", "params": {"shared_fc": 16}},
+            "heads": {h: all_heads[h] for h in heads},
+        },
+        "data": {
+            "name": "synthetic-diving",
+            "batch_size": 4,
+            "params": {
+                "root": str(root),
+                "dives": 24,
+                "size": [64, 48],
+                "dives_per_event": 12,
+                "crop": 32,
+                "num_clips": 2,
+                "clip_length": 16,
+                "max_caption_length": 8,
+            },
+        },
+        "train": {"epochs": 1, "optimizer": {"lr": 0.003}, "max_steps_per_epoch": 2},
+    }
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    import yaml
+
+    from aqa_framework.engine.runner import run_training
+    from aqa_framework.resolve import resolve
+    from aqa_framework.spec import parse_spec
+
+    base = tmp_path_factory.mktemp("probe")
+    raw = tiny_synthetic_spec(base / "dives")
+    spec_path = base / "tiny.yaml"
+    spec_path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    folder = run_training(resolve(parse_spec(raw)), run_dir=base / "run")
+    return folder, spec_path
+
+
+def run_cli(capsys, *args):
+    from aqa_framework.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main([*args])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def test_probe_command_on_a_trained_run_reports_every_declared_layer(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    import aqa_framework.features as features
+
+    run, spec_path = trained_run
+    passes = []
+    real = features.extract_features
+    monkeypatch.setattr(
+        features, "extract_features", lambda *a, **k: passes.append(a[2]) or real(*a, **k)
+    )
+    cache = tmp_path / "cache"
+    code, out, err = run_cli(capsys, "probe", str(run), "--cache-dir", str(cache))
+    assert code in (0, None), err
+    rows = list(csv.DictReader((run / "probe.csv").open()))
+    assert [r["layer"] for r in rows] == ["pool1", "pool2", "pool3", "pool4", "pool5"]
+    assert [int(r["dim"]) for r in rows] == [4, 8, 16, 32, 32]  # c3d channels at width 1/16
+    assert all(r["n_train"] == "18" and r["n_test"] == "6" for r in rows)
+    assert all(-1.0 <= float(r["spearman"]) <= 1.0 for r in rows)
+    for layer in ("pool1", "pool5"):
+        assert layer in out
+    assert "epoch 1" in (run / "probe.md").read_text()
+    assert passes == [["pool1", "pool2", "pool3", "pool4", "pool5"]] * 2  # train + test
+
+    # the SVR baseline on another layer reuses nothing it has not computed ...
+    code, out, err = run_cli(
+        capsys, "baseline", "svr", str(spec_path), "--checkpoint", str(run),
+        "--layer", "pool5", "--cache-dir", str(cache), "--output", str(tmp_path / "svr"),
+    )
+    assert code in (0, None), err
+    assert len(passes) == 2  # pool5 features of this model came from the cache
+    svr = list(csv.DictReader((tmp_path / "svr" / "svr.csv").open()))
+    assert svr[0]["layer"] == "pool5" and svr[0]["regressor"].startswith("svr-linear")
+    assert float(svr[0]["spearman"]) == pytest.approx(float(svr[0]["spearman"]))
+
+    # ... and a fresh (untrained) backbone is another model: new features
+    code, _, err = run_cli(
+        capsys, "probe", str(spec_path), "--layers", "pool2,output", "--cache-dir",
+        str(cache), "--output", str(tmp_path / "fresh"),
+    )
+    assert code in (0, None), err
+    assert passes[-1] == ["pool2", "output"]
+    fresh = list(csv.DictReader((tmp_path / "fresh" / "probe.csv").open()))
+    assert [r["layer"] for r in fresh] == ["pool2", "output"] and fresh[1]["dim"] == "128"
+
+
+def test_probe_errors_are_one_clear_line(trained_run, capsys, tmp_path):
+    run, spec_path = trained_run
+    code, _, err = run_cli(capsys, "probe", str(run), "--layers", "conv9", "--no-cache")
+    assert code == 1 and "no layer 'conv9'" in err and "pool1" in err
+    code, _, err = run_cli(
+        capsys, "probe", str(spec_path), "--test-split", "train", "--no-cache",
+        "--output", str(tmp_path),
+    )
+    assert code == 1 and "same split" in err
+    code, _, err = run_cli(capsys, "probe", str(tmp_path / "nothing"), "--no-cache")
+    assert code == 1 and "nothing" in err

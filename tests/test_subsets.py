@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-import pickle
+import os
+from pathlib import Path
 
 import pytest
 
@@ -11,12 +12,8 @@ from aqa_framework.data.subsets import subset_indices, train_val_indices
 from aqa_framework.errors import DataError
 
 PAPER_SIZES = (1059, 450, 280, 140)  # Table 8
-
-
-def split_keys(shared_data, name):
-    path = shared_data / "mtl-aqa" / "MTL-AQA_split_0_data" / name
-    with open(path, "rb") as f:  # the release's own pickle: a list of (event, dive) tuples
-        return [tuple(k) for k in pickle.load(f)]
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("AQA_SHARED_DATA", REPO / ".." / "shared" / "data"))
 
 
 def test_subset_is_a_function_of_size_and_seed():
@@ -30,12 +27,30 @@ def test_subset_is_a_function_of_size_and_seed():
         subset_indices(1059, 1060)
 
 
+@pytest.fixture(scope="module")
+def release_splits():
+    """Keys of the release's train and test splits, read by the mtl-aqa dataset."""
+    root = SHARED_DATA / "mtl-aqa" / "MTL-AQA_split_0_data"
+    if not (root / "train_split_0.pkl").is_file():
+        pytest.skip(f"release annotation files not found at {root} (set AQA_SHARED_DATA)")
+    from aqa_framework.builder import open_dataset
+    from aqa_framework.resolve import resolve
+    from aqa_framework.spec import parse_spec
+
+    spec = parse_spec({
+        "model": {"backbone": {"name": "c3d"}, "heads": {"score": {"name": "score"}}},
+        "data": {"name": "mtl-aqa", "params": {"root": str(root)}},
+    })
+    resolved = resolve(spec)
+    return open_dataset(resolved, "train").keys, open_dataset(resolved, "test").keys
+
+
 @pytest.mark.real_data
 @pytest.mark.parametrize("val_fraction", [0.0, 0.1])
-def test_paper_training_sizes_on_the_release_split(shared_data, val_fraction):
-    train = split_keys(shared_data, "train_split_0.pkl")
-    test = set(split_keys(shared_data, "test_split_0.pkl"))
-    assert (len(train), len(test)) == (1059, 353)
+def test_paper_training_sizes_on_the_release_split(release_splits, val_fraction):
+    train, test_keys = release_splits
+    test = set(test_keys)
+    assert (len(train), len(test)) == (1059, 353) and not set(train) & test
     available = len(train) - math.ceil(val_fraction * len(train))
     previous_val = None
     for size in PAPER_SIZES:
@@ -44,8 +59,7 @@ def test_paper_training_sizes_on_the_release_split(shared_data, val_fraction):
                 train_val_indices(len(train), val_fraction, size, seed=0)
             continue
         idx = train_val_indices(len(train), val_fraction, size, seed=0)
-        again = train_val_indices(len(train), val_fraction, size, seed=0)
-        assert idx == again  # same seed, same samples
+        assert idx == train_val_indices(len(train), val_fraction, size, seed=0)  # same seed
         assert len(idx.train) == size and not set(idx.train) & set(idx.val)
         chosen = {train[i] for i in idx.train} | {train[i] for i in idx.val}
         assert not chosen & test  # never a test sample

@@ -223,3 +223,68 @@ def test_resuming_an_edited_sweep_is_refused(tmp_path):
             load_sweep(path), folder, train=FakeEngine(), read_metrics=read_final,
             resolve_fn=resolve_raw,
         )
+
+
+# --------------------------------------------------------------------------- end to end
+
+TINY = {
+    "model": {
+        "backbone": {"name": "c3d", "params": {"width": 0.0625}},
+        "aggregator": {"name": "average", "params": {"shared_fc": 16}},
+        "heads": {
+            "score": {"name": "score"},
+            "cls": {"name": "classification"},
+            "caption": {
+                "name": "caption",
+                "loss_weight": 0.01,
+                "params": {"hidden": 16, "word_dim": 8, "metrics": ["bleu"]},
+            },
+        },
+    },
+    "data": {
+        "name": "synthetic-diving",
+        "batch_size": 4,
+        "params": {
+            "dives": 24, "size": [64, 48], "dives_per_event": 12, "crop": 32,
+            "num_clips": 2, "clip_length": 16, "max_caption_length": 8,
+        },
+    },
+    "train": {"epochs": 1, "optimizer": {"lr": 0.003}, "max_steps_per_epoch": 2},
+}
+
+
+def run_cli(capsys, *args):
+    from aqa_framework.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main([*args])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def test_table4_sweep_on_synthetic_dives_from_one_command(tmp_path, capsys):
+    base = copy.deepcopy(TINY)
+    base["data"]["params"]["root"] = str(tmp_path / "dives")
+    text = TABLE4.replace("[0, 1, 2]", "[0]").replace("set: [train.epochs=1]", "")
+    path = write_sweep(tmp_path, text, base)
+    out_dir = tmp_path / "sweep"
+    code, out, err = run_cli(capsys, "sweep", str(path), "--output", str(out_dir))
+    assert code in (0, None), err
+    rows = list(csv.DictReader((out_dir / "results.csv").open()))
+    assert [r["tasks"] for r in rows] == ["aqa", "aqa+cls", "aqa+caps", "aqa+cls+caps"]
+    assert all(-1 <= float(r["score.spearman_mean"]) <= 1 and r["n"] == "1" for r in rows)
+    assert [bool(r["cls.accuracy_mean"]) for r in rows] == [False, True, False, True]
+    for task in ("aqa+cls+caps", "aqa+caps"):
+        assert task in out
+    assert "score.spearman" in out and "Sweep folder" in out
+    for run in ("tasks-aqa__seed-0", "tasks-aqa+cls+caps__seed-0"):
+        assert (out_dir / "runs" / run / "results.json").is_file()
+    # the spec of each run: STL has the score head only
+    plan = json.loads((out_dir / "plan.json").read_text())
+    assert list(plan["runs"]["tasks-aqa__seed-0"]["spec"]["model"]["heads"]) == ["score"]
+    # a second call finds everything done and trains nothing
+    code, out2, err2 = run_cli(capsys, "sweep", str(path), "--output", str(out_dir))
+    assert code in (0, None) and err2.count("finished before") == 4
+    assert (out_dir / "results.csv").read_text() == "".join(
+        line for line in (out_dir / "results.csv").open()
+    )

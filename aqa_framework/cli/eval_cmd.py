@@ -17,9 +17,7 @@ CheckpointArg = Annotated[
         show_default=False,
     ),
 ]
-DeviceOption = Annotated[
-    str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")
-]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -79,9 +77,7 @@ def evaluate(
 
 
 def predict(
-    video: Annotated[
-        Path, typer.Argument(help="Video file or frame folder.", show_default=False)
-    ],
+    video: Annotated[Path, typer.Argument(help="Video file or frame folder.", show_default=False)],
     checkpoint: Annotated[
         Path,
         typer.Option(

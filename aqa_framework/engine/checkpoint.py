@@ -324,8 +324,11 @@ def load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], sour
     ]
     if missing or unexpected or shapes:
         parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected),
-                             ("wrong shape", shapes)):
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", shapes),
+        ):
             if items:
                 more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
                 parts.append(f"{label}: {', '.join(items[:3])}{more}")

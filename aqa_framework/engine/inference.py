@@ -152,8 +152,10 @@ def load_video(trained: TrainedModel, path: str | Path) -> torch.Tensor:
         from aqa_framework.video.loader import ClipLoader
     except ImportError:  # pragma: no cover - the video package ships with the framework
         ClipDataset = ClipLoader = None  # noqa: N806
-    if ClipDataset is not None and issubclass(cls, ClipDataset) and (
-        cls.load_video is ClipDataset.load_video
+    if (
+        ClipDataset is not None
+        and issubclass(cls, ClipDataset)
+        and (cls.load_video is ClipDataset.load_video)
     ):
         loader = ClipLoader.from_params(
             comp.params, frame_pattern=cls.frame_pattern, first_index=cls.first_frame_number

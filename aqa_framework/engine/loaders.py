@@ -56,11 +56,13 @@ class EpochLoader:
     ) -> None:
         if batch_size % ctx.world_size:
             raise SpecError(
-                [(
-                    "data.batch_size",
-                    f"{batch_size} is the global batch size and must be divisible by the "
-                    f"number of processes ({ctx.world_size})",
-                )]
+                [
+                    (
+                        "data.batch_size",
+                        f"{batch_size} is the global batch size and must be divisible by the "
+                        f"number of processes ({ctx.world_size})",
+                    )
+                ]
             )
         self.seed = seed
         self.rank = ctx.rank
@@ -109,7 +111,9 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Mapping):
         return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, Sequence) and not isinstance(batch, str):
-        return type(batch)(to_device(v, device) for v in batch) if isinstance(batch, tuple) else [
-            to_device(v, device) for v in batch
-        ]
+        return (
+            type(batch)(to_device(v, device) for v in batch)
+            if isinstance(batch, tuple)
+            else [to_device(v, device) for v in batch]
+        )
     return batch

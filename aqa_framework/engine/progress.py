@@ -52,9 +52,7 @@ class TrainingProgress:
                 transient=False,
             )
             self._progress.start()
-            self._epoch_task = self._progress.add_task(
-                "epochs", total=self.total_epochs, info=""
-            )
+            self._epoch_task = self._progress.add_task("epochs", total=self.total_epochs, info="")
         return self
 
     def __exit__(

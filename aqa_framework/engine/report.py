@@ -1,5 +1,8 @@
-"""The final report of a run: ``report.md`` with a metrics table, a predicted-vs-judged scatter
-plot and sample commentaries next to their references."""
+"""The final report of a run: ``report.md``.
+
+It holds the metrics table, a predicted-vs-judged scatter plot, sample commentaries next to
+their references and the training history.
+"""
 
 from __future__ import annotations
 
@@ -137,7 +140,12 @@ def _history_table(history: list[dict[str, Any]]) -> str:
                 if (split, k) not in metric_keys:
                     metric_keys.append((split, k))
     metric_keys = metric_keys[:6]
-    header = ["epoch", "lr", *[f"train {k}" for k in loss_keys], *[f"{s} {k}" for s, k in metric_keys]]
+    header = [
+        "epoch",
+        "lr",
+        *[f"train {k}" for k in loss_keys],
+        *[f"{s} {k}" for s, k in metric_keys],
+    ]
     rows = []
     for rec in history:
         row = [rec.get("epoch"), rec.get("lr", float("nan"))]
@@ -215,8 +223,9 @@ def final_metrics(run_dir: str | Path) -> dict[str, float]:
 
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
-        raise CheckpointError(f"run folder {run_dir} has no final results ({RESULTS_FILE}); "
-                              "the run has not finished")
+        raise CheckpointError(
+            f"run folder {run_dir} has no final results ({RESULTS_FILE}); the run has not finished"
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         return {str(k): float(v) for k, v in doc["metrics"].items()}

@@ -132,8 +132,10 @@ def spec_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tu
             continue
         if a.get(path) != b.get(path):
             problems.append(
-                (path, f"the run was started with {a.get(path)!r}, the spec now says "
-                       f"{b.get(path)!r}")
+                (
+                    path,
+                    f"the run was started with {a.get(path)!r}, the spec now says {b.get(path)!r}",
+                )
             )
     return problems
 
@@ -163,7 +165,9 @@ class _Run:
         if self.ctx.is_main:
             self.console.print(message, highlight=False, markup=False)
 
-    def _folder(self, run_dir: str | Path | None, resume: str | Path | None) -> tuple[RunFolder, Checkpoint | None]:
+    def _folder(
+        self, run_dir: str | Path | None, resume: str | Path | None
+    ) -> tuple[RunFolder, Checkpoint | None]:
         """Decide (rank 0) and share the run folder; load the checkpoint to resume."""
         spec = self.spec
         if resume is not None:
@@ -182,9 +186,14 @@ class _Run:
             problems = spec_differences(ckpt.spec, _spec_dict(spec))
             if problems:
                 raise SpecError(
-                    [("", f"cannot resume {folder.path} with a different spec "
-                          "(only train.epochs, devices, workers and output may change)"),
-                     *problems],
+                    [
+                        (
+                            "",
+                            f"cannot resume {folder.path} with a different spec "
+                            "(only train.epochs, devices, workers and output may change)",
+                        ),
+                        *problems,
+                    ],
                     source=self.resolved.source,
                 )
             return folder, ckpt
@@ -208,8 +217,13 @@ class _Run:
         splits = getattr(cls, "splits", ("train", "test"))
         if spec.eval.split not in splits:
             raise SpecError(
-                [("eval.split", f"dataset '{cls.name}' has no split {spec.eval.split!r} "
-                                f"(splits: {', '.join(splits)})")]
+                [
+                    (
+                        "eval.split",
+                        f"dataset '{cls.name}' has no split {spec.eval.split!r} "
+                        f"(splits: {', '.join(splits)})",
+                    )
+                ]
             )
         # Rank 0 opens first: a dataset generated on first use is written once.
         if self.ctx.is_main:
@@ -310,10 +324,12 @@ class _Run:
             data.train, spec.data.batch_size, spec.data.num_workers, spec.seed, self.ctx, pin
         )
         ebs = spec.data.eval_batch_size or spec.data.batch_size
-        loaders = {"val": eval_loader(data.val, ebs, spec.data.num_workers, self.ctx, pin)
-                   if data.val is not None else None,
-                   spec.eval.split: eval_loader(data.test, ebs, spec.data.num_workers, self.ctx,
-                                                pin)}
+        loaders = {
+            "val": eval_loader(data.val, ebs, spec.data.num_workers, self.ctx, pin)
+            if data.val is not None
+            else None,
+            spec.eval.split: eval_loader(data.test, ebs, spec.data.num_workers, self.ctx, pin),
+        }
         self.log(
             f"Data: {', '.join(f'{v} {k}' for k, v in data.sizes.items() if v)} samples | "
             f"device {self.device}, {self.precision}"
@@ -331,9 +347,10 @@ class _Run:
         }
         started = time.perf_counter()
         enabled = self.ctx.is_main
-        with GracefulStop(on_request=self._on_signal) as stop, TrainingProgress(
-            self.console, epochs, enabled=enabled
-        ) as progress:
+        with (
+            GracefulStop(on_request=self._on_signal) as stop,
+            TrainingProgress(self.console, epochs, enabled=enabled) as progress,
+        ):
             progress.set_completed_epochs(start_epoch)
 
             def should_stop() -> bool:
@@ -376,20 +393,36 @@ class _Run:
                         splits.append(spec.eval.split)
                     for split in splits:
                         res = evaluate(
-                            model=model, loader=loaders[split], device=self.device,
-                            precision=self.precision, ctx=self.ctx, forward=eval_forward,
-                            progress=progress, description=f"eval {split}",
+                            model=model,
+                            loader=loaders[split],
+                            device=self.device,
+                            precision=self.precision,
+                            ctx=self.ctx,
+                            forward=eval_forward,
+                            progress=progress,
+                            description=f"eval {split}",
                         )
                         record[split] = res.metrics
                     if selection.split is not None:
                         value = selection.value(record[selection.split])
                         if selection.better(value, best["value"] if best else None):
-                            best = {"epoch": epoch + 1, "split": selection.split,
-                                    "metric": selection.metric, "value": value}
+                            best = {
+                                "epoch": epoch + 1,
+                                "split": selection.split,
+                                "metric": selection.metric,
+                                "value": value,
+                            }
                             is_best = True
                 if selection.split is None:  # the last epoch is the selected one
-                    best, is_best = {"epoch": epoch + 1, "split": None,
-                                     "metric": selection.metric, "value": None}, False
+                    best, is_best = (
+                        {
+                            "epoch": epoch + 1,
+                            "split": None,
+                            "metric": selection.metric,
+                            "value": None,
+                        },
+                        False,
+                    )
                 if scheduler is not None:
                     metric = None
                     if selection.split is not None and selection.split in record:
@@ -399,9 +432,18 @@ class _Run:
                 progress.end_epoch(self._summary(record, epochs))
                 save = is_best or last or (epoch + 1) % spec.train.checkpoint_every == 0
                 if save:
-                    self._checkpoint(model, optimizer, scheduler, scaler, meta_base,
-                                     epoch + 1, record, best, history,
-                                     is_best or selection.split is None)
+                    self._checkpoint(
+                        model,
+                        optimizer,
+                        scheduler,
+                        scaler,
+                        meta_base,
+                        epoch + 1,
+                        record,
+                        best,
+                        history,
+                        is_best or selection.split is None,
+                    )
                 elif self.ctx.is_main:
                     folder.write_metrics(history)
                 if stop.requested is not None and not last:
@@ -410,8 +452,17 @@ class _Run:
 
         result = self._final(model, eval_forward, loaders[spec.eval.split], best, epochs)
         if self.ctx.is_main:
-            self._write_results(folder, data, result, selection, best, history, model,
-                                count_parameters, train_seconds)
+            self._write_results(
+                folder,
+                data,
+                result,
+                selection,
+                best,
+                history,
+                model,
+                count_parameters,
+                train_seconds,
+            )
         D.barrier(self.ctx)
         return folder.path
 
@@ -422,10 +473,15 @@ class _Run:
     def _interrupted(self, signame: str, epoch: int, history: list) -> None:
         source = self.resolved.source or "SPEC"
         saved = self.saved_epoch
-        kept = (f"the checkpoint of epoch {saved} is kept" if saved
-                else "no epoch was complete yet, so nothing was saved")
-        msg = (f"Stopped by {signame} in epoch {epoch}: {kept}. Resume with: aqa run {source} "
-               f"--resume {self.folder.path} (with the same --set options)")
+        kept = (
+            f"the checkpoint of epoch {saved} is kept"
+            if saved
+            else "no epoch was complete yet, so nothing was saved"
+        )
+        msg = (
+            f"Stopped by {signame} in epoch {epoch}: {kept}. Resume with: aqa run {source} "
+            f"--resume {self.folder.path} (with the same --set options)"
+        )
         self.log(msg)
         raise TrainingInterrupted(msg)
 
@@ -448,16 +504,23 @@ class _Run:
             old_path = folder.file(ENVIRONMENT_FILE)
             old = json.loads(old_path.read_text()) if old_path.is_file() else {}
             resumes = old.pop("resumes", [])
-            resumes.append({"time": env["time"], "command": env["command"],
-                            "after_epoch": ckpt.epoch, "device": env["device"]})
+            resumes.append(
+                {
+                    "time": env["time"],
+                    "command": env["command"],
+                    "after_epoch": ckpt.epoch,
+                    "device": env["device"],
+                }
+            )
             env = old or env
             env["resumes"] = resumes
         folder.write_json(ENVIRONMENT_FILE, env)
         folder.write_metrics(self.history)
         self.log(f"Run folder: {folder.path}")
 
-    def _checkpoint(self, model, optimizer, scheduler, scaler, meta_base, epoch, record, best,
-                    history, is_best) -> None:
+    def _checkpoint(
+        self, model, optimizer, scheduler, scaler, meta_base, epoch, record, best, history, is_best
+    ) -> None:
         rngs = D.gather_objects(get_rng_state(), self.ctx)
         if self.ctx.is_main:
             state = {
@@ -466,10 +529,22 @@ class _Run:
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "rng": rngs,
             }
-            meta = {**meta_base, "epoch": epoch, "metrics": record, "best": best,
-                    "history": history, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            save_checkpoint(self.folder.checkpoints, "last", model.state_dict(), meta, state,
-                            also_as=("best",) if is_best else ())
+            meta = {
+                **meta_base,
+                "epoch": epoch,
+                "metrics": record,
+                "best": best,
+                "history": history,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            save_checkpoint(
+                self.folder.checkpoints,
+                "last",
+                model.state_dict(),
+                meta,
+                state,
+                also_as=("best",) if is_best else (),
+            )
             self.folder.write_metrics(history)
         self.saved_epoch = epoch
         D.barrier(self.ctx)
@@ -478,51 +553,78 @@ class _Run:
         if best is not None and best["epoch"] != epochs:
             ckpt = load_checkpoint(self.folder.checkpoints / "best", training_state=False)
             load_weights(model, ckpt.model_state, ckpt.path)
-            self.log(f"Evaluating epoch {ckpt.epoch} (selected) on the {self.spec.eval.split} split")
-        return evaluate(model=model, loader=loader, device=self.device, precision=self.precision,
-                        ctx=self.ctx, forward=eval_forward,
-                        description=f"final {self.spec.eval.split}")
+            self.log(
+                f"Evaluating epoch {ckpt.epoch} (selected) on the {self.spec.eval.split} split"
+            )
+        return evaluate(
+            model=model,
+            loader=loader,
+            device=self.device,
+            precision=self.precision,
+            ctx=self.ctx,
+            forward=eval_forward,
+            description=f"final {self.spec.eval.split}",
+        )
 
-    def _write_results(self, folder, data, result, selection: Selection, best, history, model,
-                       count, train_seconds) -> None:
+    def _write_results(
+        self, folder, data, result, selection: Selection, best, history, model, count, train_seconds
+    ) -> None:
         spec = self.spec
         split = spec.eval.split
         class_labels = {f: c.labels for f, c in data.targets.classes.items()}
         folder.write_predictions(result.columns(class_labels))
-        sentence = describe_selection(selection, best if selection.split else None,
-                                      spec.train.epochs, split, data.sizes.get("val", 0),
-                                      spec.data.subset_seed)
-        folder.write_json(RESULTS_FILE, {
-            "split": split,
-            "samples": len(result.keys),
-            "metrics": result.metrics,
-            "epoch": best["epoch"] if best else spec.train.epochs,
-            "selection": {"split": selection.split, "metric": selection.metric,
-                          "mode": selection.mode,
-                          "value": best.get("value") if best else None,
-                          "description": sentence},
-            "train_time_s": round(train_seconds, 2),
-        })
+        sentence = describe_selection(
+            selection,
+            best if selection.split else None,
+            spec.train.epochs,
+            split,
+            data.sizes.get("val", 0),
+            spec.data.subset_seed,
+        )
+        folder.write_json(
+            RESULTS_FILE,
+            {
+                "split": split,
+                "samples": len(result.keys),
+                "metrics": result.metrics,
+                "epoch": best["epoch"] if best else spec.train.epochs,
+                "selection": {
+                    "split": selection.split,
+                    "metric": selection.metric,
+                    "mode": selection.mode,
+                    "value": best.get("value") if best else None,
+                    "description": sentence,
+                },
+                "train_time_s": round(train_seconds, 2),
+            },
+        )
         r = self.resolved
         components = [f"backbone {r.backbone.name}", f"aggregator {r.aggregator.name}"]
-        components += [f"head {t} -> {h.name} (loss weight {h.loss_weight:g})"
-                       for t, h in r.heads.items()]
-        write_report(folder.path, ReportInputs(
-            title=folder.path.name,
-            description=spec.description,
-            spec_source=r.source,
-            components=components,
-            dataset=f"{r.dataset.name}: " + ", ".join(f"{v} {k}" for k, v in data.sizes.items()),
-            selection=sentence,
-            final_split=split,
-            result=result,
-            task_kinds={t: h.cls.target_kind for t, h in r.heads.items()},
-            history=history,
-            environment=[f"device: {self.device} ({self.precision})",
-                         f"processes: {self.ctx.world_size}"],
-            parameters=count(model),
-            wall_time_s=train_seconds,
-            samples=spec.eval.report_samples,
-        ))
+        components += [
+            f"head {t} -> {h.name} (loss weight {h.loss_weight:g})" for t, h in r.heads.items()
+        ]
+        write_report(
+            folder.path,
+            ReportInputs(
+                title=folder.path.name,
+                description=spec.description,
+                spec_source=r.source,
+                components=components,
+                dataset=f"{r.dataset.name}: "
+                + ", ".join(f"{v} {k}" for k, v in data.sizes.items()),
+                selection=sentence,
+                final_split=split,
+                result=result,
+                task_kinds={t: h.cls.target_kind for t, h in r.heads.items()},
+                history=history,
+                environment=[
+                    f"device: {self.device} ({self.precision})",
+                    f"processes: {self.ctx.world_size}",
+                ],
+                parameters=count(model),
+                wall_time_s=train_seconds,
+                samples=spec.eval.report_samples,
+            ),
+        )
         table = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
         self.log(f"Final {split} metrics ({len(result.keys)} samples): {table}")

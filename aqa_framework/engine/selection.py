@@ -51,10 +51,13 @@ class Selection:
         """
         if self.metric not in metrics:
             raise SpecError(
-                [(
-                    "train.select_metric",
-                    f"no metric {self.metric!r}; the heads report: {', '.join(sorted(metrics))}",
-                )]
+                [
+                    (
+                        "train.select_metric",
+                        f"no metric {self.metric!r}; the heads report: "
+                        + ", ".join(sorted(metrics)),
+                    )
+                ]
             )
         return float(metrics[self.metric])
 
@@ -69,12 +72,14 @@ def resolve_selection(spec: Spec, has_val: bool) -> Selection:
     task = tr.select_metric.split(".", 1)[0]
     if "." not in tr.select_metric or task not in spec.model.heads:
         raise SpecError(
-            [(
-                "train.select_metric",
-                f"{tr.select_metric!r} must be <task>.<metric> with a task of model.heads "
-                f"({', '.join(spec.model.heads)}), e.g. "
-                f"{next(iter(spec.model.heads))}.spearman",
-            )]
+            [
+                (
+                    "train.select_metric",
+                    f"{tr.select_metric!r} must be <task>.<metric> with a task of model.heads "
+                    f"({', '.join(spec.model.heads)}), e.g. "
+                    f"{next(iter(spec.model.heads))}.spearman",
+                )
+            ]
         )
     on = tr.select_on
     if on == "val" and not has_val:

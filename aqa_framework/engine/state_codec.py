@@ -56,8 +56,12 @@ def encode(obj: Any, prefix: str = "s") -> tuple[Any, dict[str, torch.Tensor]]:
             plain = all(isinstance(k, str) and k not in _MARKERS for k in x)
             if plain:
                 return {k: enc(v, f"{path}.{k}") for k, v in x.items()}
-            return {_ITEMS: [[enc(k, f"{path}.k{i}"), enc(v, f"{path}.{i}")]
-                             for i, (k, v) in enumerate(x.items())]}
+            return {
+                _ITEMS: [
+                    [enc(k, f"{path}.k{i}"), enc(v, f"{path}.{i}")]
+                    for i, (k, v) in enumerate(x.items())
+                ]
+            }
         raise TypeError(f"cannot store a {type(x).__name__} in a checkpoint (at {path})")
 
     return enc(obj, prefix), tensors

@@ -41,8 +41,19 @@ _HALVES = {
     9: "four and a half",
 }
 _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-_PLURAL = ("zeros", "ones", "twos", "threes", "fours", "fives", "sixes", "sevens", "eights",
-           "nines", "tens")
+_PLURAL = (
+    "zeros",
+    "ones",
+    "twos",
+    "threes",
+    "fours",
+    "fives",
+    "sixes",
+    "sevens",
+    "eights",
+    "nines",
+    "tens",
+)
 
 
 @dataclass
@@ -177,9 +188,12 @@ def caption_words(d: Dive) -> list[str]:
     words += ["with", *size.split(), "splash", "."]
     execution = d.execution
     verdict = (
-        "an excellent dive" if execution >= 8.5
-        else "a good dive" if execution >= 7.0
-        else "an average dive" if execution >= 5.5
+        "an excellent dive"
+        if execution >= 8.5
+        else "a good dive"
+        if execution >= 7.0
+        else "an average dive"
+        if execution >= 5.5
         else "a poor dive"
     )
     words += ["that", "is", *verdict.split(), "and", "the", "judges", "give", "mostly"]

@@ -230,16 +230,15 @@ def generate_diving(
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     out = Path(out_dir)
-    if out.exists():
-        if not (overwrite and (out / MARKER).is_file()):
-            hint = " (it is not a synthetic dataset)" if overwrite else " (use overwrite)"
-            raise DataError(f"output folder already exists: {out}{hint}")
+    if out.exists() and not (overwrite and (out / MARKER).is_file()):
+        hint = " (it is not a synthetic dataset)" if overwrite else " (use --overwrite)"
+        raise DataError(f"output folder already exists: {out}{hint}")
 
     t_start = time.perf_counter()
     events, rng = plan_dataset(dives, seed, dives_per_event)
     keys = [(p.event, i + 1) for p in events for i in range(len(p.dives))]
     order = rng.permutation(len(keys))
-    n_test = max(1, int(round(test_fraction * len(keys))))
+    n_test = min(len(keys) - 1, max(1, int(test_fraction * len(keys) + 0.5)))
     test_keys = [keys[i] for i in order[:n_test]]
     train_keys = [keys[i] for i in order[n_test:]]
 
@@ -388,4 +387,3 @@ Captions are templated descriptions. `synthetic.json` holds every dive's faults 
 
 Results on this data say nothing about real diving.
 """
-

@@ -136,11 +136,12 @@ class Scene:
     # -- poses -------------------------------------------------------------------------------
 
     def poses(self, dive: Dive, offsets: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-frame pose of a dive at window offsets ``offsets`` (frames without the diver
-        have ``visible`` False).
+        """Per-frame pose of a dive at the window offsets ``offsets``.
 
         Returns:
-            Arrays ``visible, x, y, theta (radians), shape, twist_b, under`` of ``len(offsets)``.
+            Arrays ``visible`` (False where the diver is not shown), ``x``, ``y`` (hip),
+            ``theta`` (radians, clockwise), ``facing``, ``shape`` and ``twist_b`` (suit
+            colour), one value per offset, and the scalars ``entry_offset`` and ``entry_x``.
         """
         t = offsets.astype(np.float32)
         facing = 1.0 if dive.rotation_type in (1, 3) else -1.0  # forward/reverse face the water
@@ -198,7 +199,9 @@ class Scene:
         idx = np.flatnonzero(pose["visible"])
         if idx.size:
             self._draw_diver(frames, idx, {k: v[idx] if np.ndim(v) else v for k, v in pose.items()})
-        self._draw_splash(frames, offsets, dive, float(pose["entry_offset"]), float(pose["entry_x"]))
+        self._draw_splash(
+            frames, offsets, dive, float(pose["entry_offset"]), float(pose["entry_x"])
+        )
         return frames
 
     def _draw_diver(self, frames: np.ndarray, idx: np.ndarray, pose: dict) -> None:
@@ -226,8 +229,12 @@ class Scene:
             reach = np.hypot(b_x - a_x, b_y - a_y) / 2 + r
             half = min(int(math.ceil(float(reach.max()) + 1.5)), pad)
             rel = np.arange(-half, half + 1)
-            ys = np.clip(np.round((a_y + b_y) / 2).astype(np.int64)[:, None] + rel, -pad, h + pad - 1)
-            xs = np.clip(np.round((a_x + b_x) / 2).astype(np.int64)[:, None] + rel, -pad, w + pad - 1)
+            ys = np.clip(
+                np.round((a_y + b_y) / 2).astype(np.int64)[:, None] + rel, -pad, h + pad - 1
+            )
+            xs = np.clip(
+                np.round((a_x + b_x) / 2).astype(np.int64)[:, None] + rel, -pad, w + pad - 1
+            )
             ti = rows[:, None, None]
             where = (ti, ys[:, :, None] + pad, xs[:, None, :] + pad)
             patch = canvas[where].astype(np.float32)

@@ -2,11 +2,11 @@
 
 The first epoch decodes each sample's frames (every frame a jittered window can reach, e.g.
 103 + 2 x 3) and stores them after the resize; later epochs memory-map the file and pick the
-frames they need, without decoding. Files live in ``<cache_dir>/<settings hash>/<key>_<lo>-<hi>.npy``:
-the hash covers the source file (path, size, modification time) and the resize, the name covers
-the sample and its frame range, so a changed video, resize or annotation never reuses stale
-frames. Writes are atomic (temporary file, then rename), so parallel workers and interrupted
-runs never leave half-written entries.
+frames they need, without decoding. Files live in
+``<cache_dir>/<settings hash>/<key>_<lo>-<hi>.npy``: the hash covers the source file (path,
+size, modification time) and the resize, the name covers the sample and its frame range, so a
+changed video, resize or annotation never reuses stale frames. Writes are atomic (temporary
+file, then rename), so parallel workers and interrupted runs never leave half-written entries.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from pydantic import ValidationError
 
 from aqa_framework.errors import DataError
 from aqa_framework.interfaces import VideoDataset
@@ -75,7 +76,12 @@ class ClipDataset(VideoDataset):
             )
         super().__init__(params, split, train)
         records, problems = self.build_records()
-        self._targets = self.build_targets()
+        try:
+            self._targets = self.build_targets()
+        except ValidationError as exc:
+            raise DataError(
+                f"dataset '{self.name}': the files give invalid targets: {exc}"
+            ) from exc
         if params.on_error == "skip":
             records = self._drop_missing_sources(records, problems)
         if problems:
@@ -128,7 +134,9 @@ class ClipDataset(VideoDataset):
         raise DataError(f"dataset '{self.name}' ({self.split}): no sample could be loaded")
 
     def _sample(self, rec: SampleRecord) -> dict[str, Any]:
-        video = self._loader.load(rec.key, rec.source, end=rec.end, start=rec.start, train=self.train)
+        video = self._loader.load(
+            rec.key, rec.source, end=rec.end, start=rec.start, train=self.train
+        )
         sample: dict[str, Any] = {"key": rec.key, "video": video, "scores": dict(rec.scores)}
         if rec.classes:
             sample["classes"] = dict(rec.classes)

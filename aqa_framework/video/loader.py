@@ -186,12 +186,13 @@ class ClipLoader:
 
     def _finish(self, resized: torch.Tensor, flip: bool) -> torch.Tensor:
         n, t = self._offsets.shape
-        x = self.transform.finish(resized, flip=flip)  # (N*T, C, H, W)
-        return x.view(n, t, *x.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
+        return self.transform.finish(resized, flip=flip, clips=(n, t))
 
     def load_any(self, source: str | Path) -> torch.Tensor:
-        """Clips of an arbitrary video for inference: its last ``window`` frames, or, if it is
-        shorter, ``window`` frames resampled evenly over it (frames repeat).
+        """Clips of an arbitrary video for inference (e.g. ``aqa predict``).
+
+        The window is the video's last ``window`` frames or, if it is shorter, ``window``
+        frames resampled evenly over it (frames repeat).
 
         Args:
             source: Video file or frame folder.

@@ -50,7 +50,9 @@ class VideoParams(BaseModel):
         "window (MSCADC).",
     )
     window: int = Field(103, ge=1, description="Frames in a sample's window (103 in the paper).")
-    num_clips: int = Field(6, ge=1, description="Clips per sample (N of the (N, C, T, H, W) video).")
+    num_clips: int = Field(
+        6, ge=1, description="Clips per sample (N of the (N, C, T, H, W) video)."
+    )
     clip_length: int = Field(16, ge=1, description="Frames per clip (T).")
     clip_stride: int = Field(
         16, ge=1, description="Frames between clip starts in 'clips' mode (offsets 0, 16, ..., 80)."
@@ -59,7 +61,9 @@ class VideoParams(BaseModel):
         1, ge=1, description="Frames between consecutive frames of a clip ('clips' mode)."
     )
     jitter: int = Field(
-        3, ge=0, description="Training only: the window moves by a random shift in [-jitter, jitter]."
+        3,
+        ge=0,
+        description="Training only: the window moves by a random shift in [-jitter, jitter].",
     )
     resize: tuple[int, int] | None = Field(
         (171, 128),

@@ -114,7 +114,9 @@ class DecordVideoReader(FrameReader):
         if not self.path.is_file():
             raise DataError(f"video file not found: {self.path}")
         try:
-            self._vr = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=num_threads)
+            self._vr = decord.VideoReader(
+                str(self.path), ctx=decord.cpu(0), num_threads=num_threads
+            )
             self._n = len(self._vr)
         except Exception as exc:  # decord raises its own DECORDError / RuntimeError
             raise DataError(f"cannot open video {self.path}: {_short(exc)}") from exc
@@ -243,8 +245,10 @@ def open_reader(
 
 
 class ReaderPool:
-    """A small per-process LRU of open readers, so consecutive samples of one event video
-    do not reopen it. Safe across ``fork``: a child process starts with an empty pool.
+    """A small per-process LRU of open readers.
+
+    Consecutive samples of one event video do not reopen it. Safe across ``fork``: a child
+    process starts with an empty pool.
 
     Args:
         size: Most readers kept open.

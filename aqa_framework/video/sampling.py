@@ -73,12 +73,17 @@ class TemporalSampling:
 
     def problem(self) -> str | None:
         """Say why the settings are inconsistent, or ``None`` if they are fine."""
-        if min(self.window, self.num_clips, self.clip_length, self.clip_stride, self.frame_step) < 1:
+        if (
+            min(self.window, self.num_clips, self.clip_length, self.clip_stride, self.frame_step)
+            < 1
+        ):
             return "window, num_clips, clip_length, clip_stride and frame_step must be >= 1"
         if self.jitter < 0:
             return "jitter must be >= 0"
         if self.mode == "clips":
-            span = (self.num_clips - 1) * self.clip_stride + (self.clip_length - 1) * self.frame_step
+            span = (self.num_clips - 1) * self.clip_stride + (
+                self.clip_length - 1
+            ) * self.frame_step
             if span >= self.window:
                 return (
                     f"{self.num_clips} clips of {self.clip_length} frames (stride "

@@ -21,7 +21,6 @@ from aqa_framework.video.params import IMAGENET_MEAN, IMAGENET_STD
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FrameTransform", "center_crop", "resize_frames"]
 
 
-
 def resize_frames(frames: np.ndarray | torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
     """Resize ``uint8`` frames ``(F, H, W, 3)`` to ``size`` = (width, height).
 
@@ -82,24 +81,36 @@ class FrameTransform:
     std: Sequence[float] = IMAGENET_STD
 
     def resized(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Step 1 (what the frame cache stores): ``uint8 (F, H, W, 3)`` -> ``uint8 (F, 3, h, w)``."""
+        """Step 1, what the cache stores: ``uint8 (F, H, W, 3)`` -> ``uint8 (F, 3, h, w)``."""
         return resize_frames(frames, self.resize)
 
-    def finish(self, resized: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    def finish(
+        self, resized: torch.Tensor, flip: bool = False, clips: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """Step 2: crop, flip, scale and normalise resized ``uint8 (F, 3, h, w)`` frames.
 
+        Args:
+            resized: Output of :meth:`resized` (or frames read back from the cache).
+            flip: Flip horizontally.
+            clips: ``(N, T)`` with ``N x T = F`` to return clips instead of frames.
+
         Returns:
-            ``float32 (F, 3, ch, cw)``.
+            ``float32 (F, 3, ch, cw)``, or ``(N, 3, T, ch, cw)`` when ``clips`` is given.
         """
         x = center_crop(resized, self.crop)
         if flip:
-            x = x.flip(-1)
-        x = x.to(torch.float32).div_(255.0)
-        if self.mean is not None:
-            mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
-            std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
-            x = x.sub_(mean).div_(std)
-        return x.contiguous()
+            x = x.flip(-1)  # on uint8, before the float copy
+        if clips is not None:
+            x = x.unflatten(0, clips).permute(0, 2, 1, 3, 4)  # (N, C, T, H, W) view
+        out = torch.empty(x.shape, dtype=torch.float32)
+        out.copy_(x)  # one pass: gather, layout and uint8 -> float together
+        shape = (1, 3) + (1,) * (out.dim() - 2) if clips is None else (1, 3, 1, 1, 1)
+        if self.mean is None:
+            return out.div_(255.0)
+        std = torch.tensor(self.std, dtype=torch.float32)
+        scale = (1.0 / (255.0 * std)).view(shape)
+        shift = (-torch.tensor(self.mean, dtype=torch.float32) / std).view(shape)
+        return out.mul_(scale).add_(shift)
 
     def __call__(self, frames: np.ndarray | torch.Tensor, flip: bool = False) -> torch.Tensor:
         """Both steps: ``uint8 (F, H, W, 3)`` -> ``float32 (F, 3, ch, cw)``."""

@@ -57,7 +57,9 @@ class C3DBackbone(Backbone):
     Eight 3x3x3 convolutions with ReLU and five max pools; pool5 pads H and W by one as in the
     released C3D, so a 16x112x112 clip yields 512x1x4x4 = 8192 features (flattened). Module
     names follow the Sports-1M ``c3d.pickle`` (``conv1`` ... ``conv5b``), so those weights and
-    the official MTL-AQA ``model_CNN`` checkpoints load unchanged.
+    the official MTL-AQA ``model_CNN`` checkpoints load unchanged. Without pretrained
+    weights the convolutions start from Kaiming-normal initialisation (ReLU gain), which
+    keeps activations from fading through the eight unnormalised layers.
     """
 
     name = "c3d"
@@ -82,6 +84,10 @@ class C3DBackbone(Backbone):
         self.conv5b = conv3d(c["conv5a"], c["conv5b"])
         self.pool5 = nn.MaxPool3d(kernel_size=2, stride=2, padding=(0, 1, 1))
         self.relu = nn.ReLU(inplace=True)
+        for layer in C3D_LAYERS:
+            conv = getattr(self, layer)
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
         for layer in params.frozen:
             getattr(self, layer).requires_grad_(False)
 

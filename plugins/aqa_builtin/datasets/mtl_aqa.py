@@ -207,11 +207,14 @@ class MTLAQADataset(ClipDataset):
         return expand_path(self.params.videos_dir or default, self.root)
 
     def _source(self, event: int, dive: int) -> Path:
-        pattern = self.params.video_pattern or {
-            "videos": "{event:02d}.mp4",
-            "frames": "{event:02d}",
-            "sample_videos": "{event:02d}_{dive:02d}.mp4",
-        }[self.params.layout]
+        pattern = (
+            self.params.video_pattern
+            or {
+                "videos": "{event:02d}.mp4",
+                "frames": "{event:02d}",
+                "sample_videos": "{event:02d}_{dive:02d}.mp4",
+            }[self.params.layout]
+        )
         try:
             name = pattern.format(event=event, dive=dive)
         except (KeyError, IndexError, ValueError) as exc:
@@ -251,14 +254,23 @@ class MTLAQADataset(ClipDataset):
         for raw in split_keys:
             key = _as_key(raw)
             if key is None:
-                problems.append((repr(raw), f"split key {raw!r} in {split_path.name} is not an "
-                                            "(event, dive) pair"))
+                problems.append(
+                    (
+                        repr(raw),
+                        f"split key {raw!r} in {split_path.name} is not an (event, dive) pair",
+                    )
+                )
                 continue
             skey = sample_key(*key)
             ann = annotations.get(key)
             if ann is None:
-                problems.append((skey, f"split key {key} in {split_path.name} has no annotation "
-                                       f"in {ann_path.name}"))
+                problems.append(
+                    (
+                        skey,
+                        f"split key {key} in {split_path.name} has no annotation "
+                        f"in {ann_path.name}",
+                    )
+                )
                 continue
             rec, problem = self._record(key, skey, ann, ann_path.name)
             if problem:

@@ -1,0 +1,88 @@
+"""Reference pages generated from the code: spec, CLI, component catalog, hooks, API, paper.
+
+The documentation site calls :func:`generated_pages` at build time (``docs/hooks.py``), so
+these pages can never drift from the pydantic models, the typer app, the registry and the
+example specs. Every function returns Markdown (mkdocs-material flavour).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aqa_framework.docgen.api import api_file, api_index, api_nav, api_page, available_api_modules
+from aqa_framework.docgen.components import (
+    KIND_TITLES,
+    builtin_registry,
+    catalog,
+    component_anchor,
+    component_section,
+    hook_reference,
+)
+from aqa_framework.docgen.paper import reproducing_page
+from aqa_framework.docgen.reference import cli_reference, spec_reference
+
+__all__ = [
+    "KIND_TITLES",
+    "api_nav",
+    "builtin_registry",
+    "catalog",
+    "cli_reference",
+    "component_anchor",
+    "component_section",
+    "documentation_problems",
+    "generated_pages",
+    "hook_reference",
+    "reproducing_page",
+    "spec_reference",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout this package lives in (holds ``docs/`` and ``examples/``)."""
+
+
+def documentation_problems(registry: Any = None) -> list[str]:
+    """Components whose generated documentation would be incomplete.
+
+    Args:
+        registry: Registry to check; defaults to the built-in registry.
+
+    Returns:
+        One message per missing summary or undescribed parameter (empty when all is well).
+    """
+    registry = registry or builtin_registry()
+    problems = []
+    for entry in registry.list_components():
+        label = f"{entry.kind} '{entry.name}' ({entry.qualname})"
+        if not (vars(entry.cls).get("__doc__") or "").strip():
+            problems.append(f"{label}: no summary (its own docstring's first line)")
+        for fname, f in entry.cls.Params.model_fields.items():
+            if not (f.description or "").strip():
+                problems.append(f"{label}: param '{fname}' has no description")
+    return problems
+
+
+def generated_pages(registry: Any = None, root: str | Path | None = None) -> dict[str, str]:
+    """Every generated page, keyed by its path under ``docs/``.
+
+    Args:
+        registry: Registry for the catalog and hook pages; defaults to the built-ins.
+        root: Repository root holding ``examples/``; defaults to this checkout.
+
+    Returns:
+        Path (e.g. ``user-guide/catalog.md``) -> Markdown.
+    """
+    registry = registry or builtin_registry()
+    root = Path(root) if root is not None else REPO_ROOT
+    modules = available_api_modules()
+    pages = {
+        "user-guide/spec-reference.md": spec_reference(),
+        "user-guide/cli-reference.md": cli_reference(),
+        "user-guide/catalog.md": catalog(registry),
+        "plugin-guide/hooks.md": hook_reference(registry),
+        "reproducing.md": reproducing_page(root),
+        "api/index.md": api_index(modules),
+    }
+    for module, title in modules:
+        pages[api_file(module)] = api_page(module, title)
+    return pages

@@ -1,0 +1,195 @@
+"""The benchmark scripts run and print their figures; the official-approach reference computes
+what our fast path computes (so a speed-up never comes from doing less work)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """Import the benchmark modules (they live outside the package)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield {name: importlib.import_module(name)
+               for name in ("benchlib", "official_reference", "bench_train", "bench_infer")}
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+FAST = ["--small", "--device", "cpu", "--steps", "1", "--warmup", "0", "--threads", "2"]
+
+
+def test_bench_train_small_prints_throughput_flops_and_ratio(bench, capsys, tmp_path):
+    out_file = tmp_path / "train.json"
+    results = bench["bench_train"].run([*FAST, "--json", str(out_file)])
+    text = capsys.readouterr().out
+    for field in ("environment: device=cpu", "torch=", "config: small", "settings:",
+                  "samples/s", "TFLOP/s", "GFLOP forward per clip", "ratio ours/official"):
+        assert field in text, f"missing {field!r} in:\n{text}"
+    assert set(results["rows"]) == {"ours", "official"}
+    for row in results["rows"].values():
+        assert row["samples_per_s"] > 0 and row["backbone_tflops"] > 0
+    assert results["initial_loss"]["relative_difference"] < 1e-5
+    assert json.loads(out_file.read_text())["benchmark"] == "train"
+
+
+def test_bench_infer_small_prints_latency_and_ratio(bench, capsys):
+    results = bench["bench_infer"].run(FAST)
+    text = capsys.readouterr().out
+    for field in ("environment: device=cpu", "config: small", "ms/video", "videos/s",
+                  "caption tokens decoded", "ratio ours/official"):
+        assert field in text, f"missing {field!r} in:\n{text}"
+    assert results["rows"]["ours"]["ms_per_video"] > 0
+    assert results["rows"]["official"]["mean_caption_tokens"] == results["max_decode_steps"]
+
+
+def test_bench_data_smallest_configuration_runs():
+    import subprocess
+
+    script = BENCH / "bench_data.py"
+    if not script.is_file():
+        pytest.skip("benchmarks/bench_data.py is not present")
+    proc = subprocess.run([sys.executable, str(script), "--small"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "frames/s" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# the reference computes the same maths
+
+
+@pytest.fixture(scope="module")
+def tiny(bench):
+    """A tiny C3D-AVG-MTL (ours, built by the builder) and the reference with its weights."""
+    bl, official = bench["benchlib"], bench["official_reference"]
+    cfg = replace(bl.SMALL, width=0.125, size=32, vocab=40, caption_words=9, shared_fc=64,
+                  hidden=32, word_dim=24, dropout=0.0)
+    model = bl.build_ours(cfg, torch.device("cpu"), seed=3)
+    reference = official.reference_for(model, cfg.input_shape[1:])
+    official.copy_weights(reference, model)
+    batch = bl.make_batch(cfg, 3, torch.device("cpu"), seed=4)
+    return cfg, model, reference, batch
+
+
+def test_reference_and_ours_compute_the_same_loss_and_gradients(tiny):
+    cfg, model, reference, batch = tiny
+    model.zero_grad()
+    reference.zero_grad()
+    outputs = model(batch["video"], batch)
+    total, parts = model.loss(outputs, batch)
+    ref_out = reference(batch["video"], batch["caption"])
+    ref_total, ref_parts = reference.loss(ref_out, batch)
+    assert torch.allclose(total, ref_total, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(parts["score"], ref_parts["score"], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(parts["cls"], ref_parts["cls"], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(parts["caption"], ref_parts["caption"], rtol=1e-5, atol=1e-5)
+    # per-token decoder vs one GRU call per stack: the same log-probabilities
+    assert torch.allclose(outputs["caption"]["log_probs"], ref_out["log_probs"], atol=1e-5)
+    total.backward()
+    ref_total.backward()
+    pairs = {
+        "conv1": (model.backbone.conv1.weight, reference.cnn.conv1.weight),
+        "conv5b": (model.backbone.conv5b.weight, reference.cnn.conv5b.weight),
+        "fc6": (model.aggregator.fc.weight, reference.fc6[0].weight),
+        "encoder": (model.heads["caption"].encoder.weight_ih_l0,
+                    reference.caption.rnn1.weight_ih_l0),
+        "embedding": (model.heads["caption"].embedding.weight,
+                      reference.caption.embedding.weight),
+    }
+    for name, (ours, ref) in pairs.items():
+        scale = ref.grad.abs().max().clamp(min=1e-12)
+        assert ref.grad.abs().max() > 0, name
+        assert ((ours.grad - ref.grad).abs().max() / scale) < 1e-4, name
+
+
+def test_reference_and_ours_decode_the_same_caption(tiny):
+    cfg, model, reference, batch = tiny
+    model.eval()
+    reference.eval()
+    try:
+        with torch.no_grad():
+            ours = model(batch["video"])
+        ref = reference.infer(batch["video"], model.heads["caption"].max_steps)
+    finally:
+        model.train()
+        reference.train()
+    assert torch.allclose(ours["score"]["scores"][:, 0] * 17, ref["score"], atol=1e-4)
+    for field, pred in ref["classes"].items():
+        assert ours["cls"]["logits"][field].argmax(1).tolist() == pred.tolist()
+    cap = model.targets.captions
+    ours_text = model.predict(ours)["caption"]["caption"]
+    ref_text = [cap.decode(row) for row in ref["tokens"].tolist()]
+    assert ours_text == ref_text
+
+
+def test_copy_weights_rejects_a_model_of_another_size(bench, tiny):
+    bl, official = bench["benchlib"], bench["official_reference"]
+    cfg, model, _, _ = tiny
+    other = official.reference_for(model, cfg.input_shape[1:])
+    other.caption.out = torch.nn.Linear(cfg.hidden, cfg.vocab + 1)
+    with pytest.raises(ValueError, match="shape"):
+        official.copy_weights(other, model)
+
+
+def test_channels_last_changes_layout_not_results(bench, tiny):
+    import copy
+
+    cfg, model, _, batch = tiny
+    fast = copy.deepcopy(model).to_channels_last()
+    assert fast.backbone.conv2.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    model.eval()
+    fast.eval()
+    try:
+        with torch.no_grad():
+            a = model.loss(model(batch["video"], batch), batch)[0]
+            b = fast.loss(fast(batch["video"], batch), batch)[0]
+    finally:
+        model.train()
+    assert torch.allclose(a, b, rtol=1e-5)
+
+
+def test_channels_last_accepts_2d_convolutions():
+    from aqa_framework.interfaces import Backbone
+    from aqa_framework.model import MultitaskModel
+    from aqa_framework.testing import tiny_targets
+
+    class FrameBackbone(Backbone):
+        name = "frames"
+
+        def __init__(self) -> None:
+            super().__init__(None)
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, clips):
+            m, c, t, h, w = clips.shape
+            frames = clips.transpose(1, 2).reshape(m * t, c, h, w)
+            return self.conv(frames).mean(dim=(1, 2, 3)).view(m, t)
+
+    class Mean(torch.nn.Module):
+        consumes = "video"
+        name = "mean"
+
+        def forward(self, x, batch=None):
+            return {"x": x}
+
+    class Avg(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(1)
+
+    model = MultitaskModel(FrameBackbone(), Avg(), {"t": Mean()}, targets=tiny_targets())
+    video = torch.randn(2, 1, 3, 4, 8, 8)
+    before = model(video)["t"]["x"]
+    model.to_channels_last()
+    assert model.backbone.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(model(video)["t"]["x"], before, atol=1e-6)

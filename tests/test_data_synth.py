@@ -1,0 +1,184 @@
+"""The synthetic diving generator, read back through mtl-aqa, and the synthetic-diving dataset."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from aqa_framework.cli.main import main
+from aqa_framework.errors import DataError
+from aqa_framework.registry import get_registry
+from aqa_framework.synth.dives import Dive, caption_words, difficulty, judge, sample_dive
+from aqa_framework.synth.diving import generate_diving, plan_dataset, render_event
+from aqa_framework.video.readers import DecordVideoReader
+
+SIZE = (64, 48)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth") / "dives"
+    summary = generate_diving(root, dives=10, seed=3, size=SIZE, dives_per_event=6)
+    return root, summary
+
+
+def mtl(root, split="train", train=False, **params):
+    cls = get_registry().get("dataset", "mtl-aqa")
+    return cls(
+        cls.parse_params({"root": str(root), "resize": None, "crop": None, **params}), split, train
+    )
+
+
+def test_generator_writes_the_release_structures(synth):
+    root, summary = synth
+    assert (summary.dives, summary.events, summary.train, summary.test) == (10, 2, 7, 3)
+    ann = pickle.loads((root / "final_annotations_dict.pkl").read_bytes())
+    caps = pickle.loads((root / "final_captions_dict.pkl").read_bytes())
+    train = pickle.loads((root / "train_split_0.pkl").read_bytes())
+    test = pickle.loads((root / "test_split_0.pkl").read_bytes())
+    vocab = json.loads((root / "vocab.json").read_text())
+    assert sorted(ann) == sorted(train + test) and not set(train) & set(test)
+    assert all(isinstance(k, tuple) and len(k) == 2 for k in ann)
+    assert set(next(iter(ann.values()))) == {
+        "primary_view",
+        "start_frame",
+        "end_frame",
+        "position",
+        "difficulty",
+        "armstand",
+        "rotation_type",
+        "ss_no",
+        "tw_no",
+        "final_score",
+    }
+    assert {(int(e), d) for e, d in caps} == set(ann)
+    assert all(c[0] == "<sos>" and c[-1] == "<eos>" for c in caps.values())
+    assert vocab["ix_to_word"]["0"] == "<eos>" and vocab["word_to_ix"]["<sos>"] == 1
+    assert sorted((root / "whole_videos").iterdir())[0].name == "01.mp4"
+    meta = json.loads((root / "synthetic.json").read_text())
+    assert meta["synthetic"] is True and "NOT real" in (root / "README.md").read_text()
+    for key, a in ann.items():
+        d = meta["details"][f"{key[0]:02d}_{key[1]:02d}"]
+        middle = sorted(d["judges"])[2:5]
+        assert a["final_score"] == pytest.approx(round(a["difficulty"] * sum(middle), 2))
+    assert not list(root.parent.glob(".dives.tmp-*"))
+
+
+def test_mtl_aqa_reads_the_synthetic_folder(synth):
+    root, _ = synth
+    train = mtl(root, crop=48)
+    assert len(train) == 7 and len(mtl(root, "test")) == 3
+    sample = train[0]
+    assert sample["video"].shape == (6, 3, 16, 48, 48)
+    assert sample["caption"][: sample["caption_length"]].tolist()[-1] == 0
+    text = train.targets.captions.decode(sample["caption"].tolist())
+    assert "position" in text and "judges" in text
+
+
+def test_a_frame_decodes_to_the_pixels_that_were_rendered(synth):
+    root, _ = synth
+    events, _ = plan_dataset(10, 3, 6)
+    expected = render_event(events[1], *SIZE, seed=3)
+    reader = DecordVideoReader(root / "whole_videos" / "02.mp4")
+    assert reader.num_frames == len(expected) == events[1].num_frames
+    ann = pickle.loads((root / "final_annotations_dict.pkl").read_bytes())
+    end = ann[(2, 2)]["end_frame"]
+    picks = [0, end - 30, end - 103 + 40, len(expected) - 1]  # splash, flight, edges
+    got = reader.read(picks).astype(np.int16)
+    err = np.abs(got - expected[picks].astype(np.int16)).mean(axis=(1, 2, 3))
+    assert (err < 4).all(), err
+    # and the rendered frames really differ from each other (the diver moves)
+    assert np.abs(expected[end - 60].astype(int) - expected[end - 50]).mean() > 0.2
+
+
+def test_generation_is_deterministic_and_refuses_to_clobber(synth, tmp_path):
+    a, _ = plan_dataset(8, 5, 4)
+    b, _ = plan_dataset(8, 5, 4)
+    assert [d.final_score for e in a for d in e.dives] == [
+        d.final_score for e in b for d in e.dives
+    ]
+    assert np.array_equal(render_event(a[0], 64, 48, 5), render_event(b[0], 64, 48, 5))
+    root, _ = synth
+    with pytest.raises(DataError, match="already exists"):
+        generate_diving(root, dives=10, seed=3, size=SIZE)
+    with pytest.raises(DataError, match="even and >= 32"):
+        generate_diving(tmp_path / "x", dives=10, size=(63, 48))
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DataError, match="not a synthetic dataset"):
+        generate_diving(tmp_path / "mine", dives=10, overwrite=True)
+
+
+def test_dive_model_scores_and_captions():
+    assert difficulty(position=2, armstand=0, rotation_type=1, ss_no=9, tw_no=0) == 3.2
+    assert difficulty(0, 1, 3, 9, 7) == 4.1  # clipped
+    marks, score = judge(8.0, 3.0, np.random.default_rng(0))
+    assert len(marks) == 7 and all(m * 2 == int(m * 2) for m in marks)
+    assert score == pytest.approx(3.0 * sum(sorted(marks)[2:5]))
+    rng = np.random.default_rng(0)
+    dives = [sample_dive(rng) for _ in range(400)]
+    execution = np.array([d.execution for d in dives])
+    scores = np.array([d.final_score for d in dives])
+    splash = np.array([d.splash for d in dives])
+    assert np.corrcoef(execution, scores)[0, 1] > 0.7  # the visible faults drive the score
+    assert np.corrcoef(splash, scores)[0, 1] < -0.5
+    d = Dive(
+        position=1,
+        armstand=1,
+        rotation_type=2,
+        ss_no=7,
+        tw_no=3,
+        difficulty=3.6,
+        rotation_error=-25.0,
+        splash=0.8,
+        judges=(4.0,) * 7,
+    )
+    words = " ".join(caption_words(d))
+    assert words.startswith("an inward three and a half somersaults with one and a half twists")
+    assert "from an armstand in the pike position" in words
+    assert "well short on the entry with a huge splash" in words
+    assert "difficulty three point six" in words and words.endswith("mostly fours .")
+
+
+def test_synthetic_diving_dataset_generates_once_and_reuses(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cls = get_registry().get("dataset", "synthetic-diving")
+    params = cls.parse_params({"dives": 6, "seed": 1, "size": [64, 48], "crop": 48})
+    train = cls(params, "train", True)
+    roots = list((tmp_path / ".aqa-cache").iterdir())
+    assert len(roots) == 1 and roots[0].name.startswith("synthetic-diving-")
+    stamp = (roots[0] / "synthetic.json").stat().st_mtime_ns
+    test = cls(params, "test")
+    assert (roots[0] / "synthetic.json").stat().st_mtime_ns == stamp  # reused, not regenerated
+    assert len(train) + len(test) == 6
+    assert train.targets.classes["position"].num_classes == 3
+    torch.manual_seed(0)
+    assert train[0]["video"].shape == (6, 3, 16, 48, 48)
+
+    other = cls.parse_params({"root": str(roots[0]), "dives": 7, "seed": 1, "size": [64, 48]})
+    with pytest.raises(DataError, match="other settings"):
+        cls(other, "train")
+
+
+def test_cli_data_synth_prints_a_summary(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "data",
+                "synth",
+                str(tmp_path / "out"),
+                "--dives",
+                "5",
+                "--size",
+                "64x48",
+                "--workers",
+                "1",
+            ]
+        )
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "5 (4 train / 1 test)" in text and "not real" in text
+    assert (tmp_path / "out" / "whole_videos" / "01.mp4").is_file()

@@ -16,10 +16,11 @@ A sweep file names a base spec and a set of *axes*. Each axis is either a mappin
 
 An override set maps dotted spec paths to values; ``null`` *removes* the key (so
 ``model.heads.caption: null`` drops the caption head). It may also be a list of ``--set``
-strings (``a.b=1``, ``~a.b`` to remove). The runs are the Cartesian product of the axes, in the
-order written. Results are averaged over the *replicate* axis (``seed`` by default): every other
-axis combination is one row of the table, with the mean and the sample standard deviation of
-each metric.
+strings (``a.b=1``, ``~a.b`` to remove). The sweep's ``set`` and the command line's ``--set``
+change the base spec; the runs are the Cartesian product of the axes, in the order written.
+Results are averaged over the *replicate* axis (``seed`` by default): every other axis
+combination is one row of the table, with the mean and the sample standard deviation of each
+metric.
 
 The sweep folder holds ``sweep.yaml`` (a copy of the file), ``plan.json`` (every run's full
 spec), ``runs/<run id>/`` (the run folders), ``results/<run id>.json`` (a finished run's final
@@ -238,11 +239,14 @@ def _axis_points(name: str, values: Mapping[str, OverrideSet] | Sequence[Scalar]
 
 
 def expand(sweep: Sweep, overrides: Iterable[str] = ()) -> list[SweepRun]:
-    """Expand a sweep into its runs: base spec, sweep ``set``, axis overrides, then ``overrides``.
+    """Expand a sweep into its runs: base spec, sweep ``set``, ``overrides``, then the axes.
+
+    ``set`` and ``overrides`` change the base spec that every run starts from; the axes come
+    last, so an axis that removes a head removes it even if an override configured it.
 
     Args:
         sweep: The loaded sweep.
-        overrides: ``--set`` strings given on the command line (applied last, to every run).
+        overrides: ``--set`` strings given on the command line (applied to the base spec).
 
     Returns:
         The runs in grid order (the first axis varies slowest).
@@ -252,7 +256,7 @@ def expand(sweep: Sweep, overrides: Iterable[str] = ()) -> list[SweepRun]:
     """
     base = load_raw(sweep.base_path)
     apply_override_set(base, list(sweep.file.set), "set")
-    cli = list(overrides)
+    apply_override_set(base, list(overrides), "--set")
     axes = [(name, _axis_points(name, values)) for name, values in sweep.file.axes.items()]
     runs: list[SweepRun] = []
     for combo in product(*(points for _, points in axes)):
@@ -261,7 +265,6 @@ def expand(sweep: Sweep, overrides: Iterable[str] = ()) -> list[SweepRun]:
         for (axis, _), (label, ov) in zip(axes, combo, strict=True):
             apply_override_set(raw, ov, f"axes.{axis}.{label}")
             labels[axis] = label
-        apply_override_set(raw, cli, "--set")
         run_id = "__".join(f"{_safe(a)}-{_safe(lab)}" for a, lab in labels.items())
         runs.append(SweepRun(run_id, labels, raw))
     ids = [r.id for r in runs]

@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="Timed passes (median reported).")
     ap.add_argument("--workers", type=int, default=0, help="Also time a DataLoader with N workers.")
     ap.add_argument("--jpeg-quality", type=int, default=90, help="Quality of extracted JPEGs.")
-    ap.add_argument("--quick", action="store_true", help="320x180, 8 dives, 1 pass.")
+    ap.add_argument(
+        "--quick", "--small", action="store_true", help="320x180, 8 dives, 1 pass (CPU smoke run)."
+    )
     ap.add_argument("--keep", help="Generate into this folder and keep it.")
     args = ap.parse_args(argv)
     if args.quick:
@@ -166,7 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers:
         from torch.utils.data import DataLoader
 
-        for label, ds in [("decord whole video", video_ds), ("frame cache warm", cache_ds)]:
+        for label, ds in [
+            ("decord whole video", video_ds),
+            ("JPEG folder (PIL)", frames_ds),
+            ("frame cache warm", cache_ds),
+        ]:
             dl = DataLoader(ds, batch_size=4, num_workers=args.workers)
             rows.append(
                 (
@@ -197,6 +203,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n  {'method'.ljust(width_name)}  {'frames/s':>10}  {'vs decord decode':>16}")
     for name, fps in rows:
         print(f"  {name.ljust(width_name)}  {fps:10.0f}  {fps / base:15.2f}x")
+    rate = dict(rows)
+    decode = rate["decord whole video: decode"] / rate["JPEG folder (PIL): decode"]
+    full = rate["decord whole video: pipeline"] / rate["JPEG folder (PIL): pipeline"]
+    print(
+        "\n  ratio decord whole video / JPEG folder (PIL), per frame: "
+        f"decode {decode:.2f}x, pipeline {full:.2f}x"
+    )
+    need = 150 * per_sample  # the GPU training goal: 150 samples/s
+    single = [fps for name, fps in rows if "pipeline" in name and "cold" not in name]
+    print(
+        f"  feeding 150 samples/s needs {need:,} frames/s: {need / max(single):.0f} processes at "
+        "the best single-process pipeline rate above"
+    )
     if not args.keep:
         import shutil
 

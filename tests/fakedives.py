@@ -120,7 +120,7 @@ def batch_of(dataset: VideoDataset) -> dict[str, Any]:
 
 C3D_AVG_MTL = {
     "backbone": {"name": "c3d", "params": {"width": 0.0625}},
-    "aggregator": {"name": "average", "params": {"shared_fc": 32}},
+    "aggregator": {"name": "average", "params": {"shared_fc": 128}},
     "heads": {
         "score": {"name": "score", "params": {"target_scale": 17}},
         "cls": {"name": "classification"},
@@ -136,11 +136,11 @@ MSCADC_MTL = {
     "backbone": {"name": "mscadc", "params": {"width": 0.125, "dropout": 0.0}},
     "aggregator": {"name": "identity"},
     "heads": {
-        "score": {"name": "score", "params": {"target_scale": 17, "bottleneck": 4}},
-        "cls": {"name": "classification", "params": {"bottleneck": 4}},
+        "score": {"name": "score", "params": {"target_scale": 17, "bottleneck": 2}},
+        "cls": {"name": "classification", "params": {"bottleneck": 2}},
         "caption": {
             "name": "caption",
-            "params": {"hidden": 32, "word_dim": 16, "dropout": 0.0, "bottleneck": 4,
+            "params": {"hidden": 32, "word_dim": 16, "dropout": 0.0, "bottleneck": 2,
                        "pool_size": [1, 2, 2]},
         },
     },

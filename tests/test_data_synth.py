@@ -182,3 +182,20 @@ def test_cli_data_synth_prints_a_summary(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "5 (4 train / 1 test)" in text and "not real" in text
     assert (tmp_path / "out" / "whole_videos" / "01.mp4").is_file()
+
+
+def test_dataloader_workers_after_the_parent_opened_the_videos(synth):
+    from torch.utils.data import DataLoader
+
+    root, _ = synth
+    ds = mtl(root, crop=48)
+    first = ds[0]["video"]  # the parent now holds an open decord reader
+    loader = DataLoader(
+        ds, batch_size=4, num_workers=2, multiprocessing_context="fork", timeout=120
+    )
+    batches = list(loader)
+    assert sum(len(b["key"]) for b in batches) == len(ds)
+    assert batches[0]["video"].shape == (4, 6, 3, 16, 48, 48)
+    assert torch.equal(batches[0]["video"][0], first)
+    assert batches[0]["classes"]["position"].shape == (4,)
+    assert batches[0]["caption"].shape == (4, 100)

@@ -203,3 +203,35 @@ def test_site_builds_strict_with_navigation_search_and_api(tmp_path):
     assert "VaultSyntheticDataset" in tutorial and "entry-points" in tutorial
     changelog = (site / "changelog" / "index.html").read_text()
     assert "Keep a Changelog" in changelog
+
+
+def _yaml_blocks(text: str) -> list[str]:
+    return re.findall(r"```yaml[^\n]*\n(.*?)```", text, re.DOTALL)
+
+
+def test_yaml_shown_in_the_docs_validates():
+    """Spec fragments written in the pages (not included from files) are checked too."""
+    from aqa_framework.registry import Registry
+    from aqa_framework.spec import DataSpec, ModelSpec
+
+    registry = Registry()
+    checked = 0
+    for page in DOCS.rglob("*.md"):
+        for block in _yaml_blocks(page.read_text()):
+            if "--8<--" in block:
+                continue  # included from a file that other tests validate
+            raw = yaml.safe_load(block)
+            if not isinstance(raw, dict):
+                continue
+            if "data" in raw:
+                data = DataSpec.model_validate(raw["data"])
+                registry.get("dataset", data.name).parse_params(data.params)
+                checked += 1
+            if "model" in raw:
+                model = ModelSpec.model_validate(raw["model"])
+                for kind, comp in (("backbone", model.backbone), ("aggregator", model.aggregator)):
+                    registry.get(kind, comp.name).parse_params(comp.params)
+                for head in model.heads.values():
+                    registry.get("head", head.name).parse_params(head.params)
+                checked += 1
+    assert checked >= 2

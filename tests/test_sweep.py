@@ -86,7 +86,7 @@ def test_sweep_file_errors_carry_their_path(tmp_path):
 
 def test_expand_is_the_grid_in_file_order_with_overrides_applied(tmp_path):
     sweep = load_sweep(write_sweep(tmp_path))
-    runs = expand(sweep, ["train.optimizer.lr=0.5"])
+    runs = expand(sweep, ["train.optimizer.lr=0.5", "model.heads.caption.params.hidden=8"])
     assert len(runs) == 12
     assert runs[0].id == "tasks-aqa__seed-0" and runs[-1].id == "tasks-aqa+cls+caps__seed-2"
     heads = {r.labels["tasks"]: set(r.raw["model"]["heads"]) for r in runs}
@@ -98,7 +98,10 @@ def test_expand_is_the_grid_in_file_order_with_overrides_applied(tmp_path):
     }
     assert [r.raw["seed"] for r in runs[:3]] == [0, 1, 2]
     assert all(r.raw["train"]["epochs"] == 1 for r in runs)  # the sweep's own `set`
-    assert all(r.raw["train"]["optimizer"]["lr"] == 0.5 for r in runs)  # --set, last
+    assert all(r.raw["train"]["optimizer"]["lr"] == 0.5 for r in runs)  # --set
+    # --set changes the base: a head removed by an axis stays removed
+    assert runs[0].raw["model"]["heads"].keys() == {"score"}
+    assert runs[-1].raw["model"]["heads"]["caption"]["params"] == {"hidden": 8}
     assert len({r.spec_hash for r in runs}) == 12
 
 
@@ -210,6 +213,17 @@ def test_partial_run_without_checkpoint_starts_afresh(tmp_path):
     assert not (stale / "spec.yaml").exists()
 
 
+def test_run_finished_but_not_recorded_is_not_trained_again(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, TABLE4.replace("[0, 1, 2]", "[0]")))
+    folder = tmp_path / "out"
+    kw = {"train": FakeEngine(), "read_metrics": read_final, "resolve_fn": resolve_raw}
+    run_sweep(sweep, folder, **kw)
+    (folder / "results" / "tasks-aqa__seed-0.json").unlink()  # stopped right after training
+    engine = FakeEngine()
+    statuses = run_sweep(sweep, folder, **{**kw, "train": engine})
+    assert engine.calls == [] and statuses[0].metrics == {"score.spearman": 0.6}
+
+
 def test_resuming_an_edited_sweep_is_refused(tmp_path):
     path = write_sweep(tmp_path, TABLE4.replace("[0, 1, 2]", "[0]"))
     folder = tmp_path / "out"
@@ -227,30 +241,15 @@ def test_resuming_an_edited_sweep_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------- end to end
 
-TINY = {
-    "model": {
-        "backbone": {"name": "c3d", "params": {"width": 0.0625}},
-        "aggregator": {"name": "average", "params": {"shared_fc": 16}},
-        "heads": {
-            "score": {"name": "score"},
-            "cls": {"name": "classification"},
-            "caption": {
-                "name": "caption",
-                "loss_weight": 0.01,
-                "params": {"hidden": 16, "word_dim": 8, "metrics": ["bleu"]},
-            },
-        },
-    },
-    "data": {
-        "name": "synthetic-diving",
-        "batch_size": 4,
-        "params": {
-            "dives": 24, "size": [64, 48], "dives_per_event": 12, "crop": 32,
-            "num_clips": 2, "clip_length": 16, "max_caption_length": 8,
-        },
-    },
-    "train": {"epochs": 1, "optimizer": {"lr": 0.003}, "max_steps_per_epoch": 2},
-}
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "sweeps"
+TINY = [  # shrink the quickstart-based sweep to seconds: few small dives, tiny heads
+    "data.params.dives=24", "data.params.dives_per_event=12", "data.params.crop=32",
+    "data.params.max_caption_length=8", "data.params.cache_dir=null", "data.batch_size=4",
+    "data.val_fraction=0", "data.train_size=null", "train.epochs=1",
+    "train.max_steps_per_epoch=2", "model.aggregator.params.shared_fc=16",
+    "model.heads.caption.params.hidden=16", "model.heads.caption.params.word_dim=8",
+    "model.heads.caption.params.metrics=[bleu]",
+]
 
 
 def run_cli(capsys, *args):
@@ -263,12 +262,10 @@ def run_cli(capsys, *args):
 
 
 def test_table4_sweep_on_synthetic_dives_from_one_command(tmp_path, capsys):
-    base = copy.deepcopy(TINY)
-    base["data"]["params"]["root"] = str(tmp_path / "dives")
-    text = TABLE4.replace("[0, 1, 2]", "[0]").replace("set: [train.epochs=1]", "")
-    path = write_sweep(tmp_path, text, base)
+    path = EXAMPLES / "table4-synthetic-small.yaml"
+    sets = [x for o in [*TINY, f"data.params.root={tmp_path / 'dives'}"] for x in ("--set", o)]
     out_dir = tmp_path / "sweep"
-    code, out, err = run_cli(capsys, "sweep", str(path), "--output", str(out_dir))
+    code, out, err = run_cli(capsys, "sweep", str(path), "--output", str(out_dir), *sets)
     assert code in (0, None), err
     rows = list(csv.DictReader((out_dir / "results.csv").open()))
     assert [r["tasks"] for r in rows] == ["aqa", "aqa+cls", "aqa+caps", "aqa+cls+caps"]
@@ -283,8 +280,7 @@ def test_table4_sweep_on_synthetic_dives_from_one_command(tmp_path, capsys):
     plan = json.loads((out_dir / "plan.json").read_text())
     assert list(plan["runs"]["tasks-aqa__seed-0"]["spec"]["model"]["heads"]) == ["score"]
     # a second call finds everything done and trains nothing
-    code, out2, err2 = run_cli(capsys, "sweep", str(path), "--output", str(out_dir))
+    table = (out_dir / "results.csv").read_text()
+    code, _, err2 = run_cli(capsys, "sweep", str(path), "--output", str(out_dir), *sets)
     assert code in (0, None) and err2.count("finished before") == 4
-    assert (out_dir / "results.csv").read_text() == "".join(
-        line for line in (out_dir / "results.csv").open()
-    )
+    assert "starting" not in err2 and (out_dir / "results.csv").read_text() == table

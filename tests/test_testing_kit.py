@@ -272,7 +272,42 @@ def test_builtin_head(name):
     assert metrics
 
 
+@pytest.fixture(scope="module")
+def dataset_roots(tmp_path_factory):
+    """Tiny data every built-in dataset can open: 8 synthetic dives in the MTL-AQA release
+    layout (read by mtl-aqa too) and an AQA-7 vault split with two samples of JPEG frames."""
+    import numpy as np
+    import scipy.io
+    from PIL import Image
+
+    synthetic = tmp_path_factory.mktemp("data") / "synthetic-diving"  # must not exist yet
+    cls = REGISTRY.get("dataset", "synthetic-diving")
+    cls(cls.parse_params({"root": str(synthetic), **_SYNTHETIC}), "train")  # generates
+    aqa7 = tmp_path_factory.mktemp("aqa-7")
+    for name, sample, score in (("train", 1, 1450.0), ("test", 2, 1525.0)):
+        rows = np.array([[2.0, sample, score]])
+        variable = f"consolidated_{name}_list"
+        scipy.io.savemat(aqa7 / f"{variable}.mat", {variable: rows})
+        frames = aqa7 / "gym_vault-out" / f"{sample:03d}"
+        frames.mkdir(parents=True)
+        for i in range(1, 104):
+            Image.new("RGB", (40, 30), (i, 2 * i, 50)).save(frames / f"img_{i:05d}.jpg")
+    return {"synthetic": synthetic, "aqa-7": aqa7}
+
+
+_SYNTHETIC = {"dives": 8, "dives_per_event": 4}
+DATASETS = {
+    "synthetic-diving": lambda roots: {"root": str(roots["synthetic"]), **_SYNTHETIC},
+    "mtl-aqa": lambda roots: {"root": str(roots["synthetic"]), "resize": None, "crop": 32},
+    "aqa-7": lambda roots: {"root": str(roots["aqa-7"]), "resize": None, "crop": 24},
+}
+
+
 @pytest.mark.parametrize("name", _names("dataset"))
-def test_builtin_dataset_class(name):
-    # Opening a split needs data (see the dataset tests); the class contract does not.
-    testing.check_component_class(REGISTRY.get("dataset", name), "dataset")
+def test_builtin_dataset(name, dataset_roots):
+    cls = REGISTRY.get("dataset", name)
+    params = cls.parse_params(_small(DATASETS, "dataset", name)(dataset_roots))
+    for split in ("train", "test"):
+        for train in (False, True):
+            batch = testing.check_dataset(cls(params, split, train=train), max_samples=2)
+            assert batch["video"].ndim == 6

@@ -162,11 +162,7 @@ def probe(
     device: DeviceOpt = "auto",
     set_: SetOption = None,
 ) -> None:
-    """Fit a linear regressor on each layer's activations; report test Spearman per layer.
-
-    Features are pooled per clip, averaged over the clips of a video and cached, so probing
-    again (other layers, another regressor) reuses them.
-    """
+    """Fit a linear regressor on each layer's (cached) activations; report Spearman per layer."""
     from aqa_framework.probe import RegressorConfig
 
     names = [x.strip() for x in layers.split(",") if x.strip()] if layers else None

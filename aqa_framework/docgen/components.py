@@ -168,6 +168,12 @@ def hook_reference(registry: Any = None) -> str:
         "`AQA_PLUGINS_STRICT=1`); `AQA_PLUGINS_ALLOW` and `AQA_PLUGINS_BLOCK` (comma-separated "
         "patterns) choose which plugins load.",
         "",
+        "The plugin module of the [tutorial](tutorial.md) implements two of the hooks:",
+        "",
+        "```python",
+        '--8<-- "examples/aqa-gymnastics/src/aqa_gymnastics/plugin.py"',
+        "```",
+        "",
         "This page is generated from `aqa_framework.hookspecs`.",
         "",
     ]

@@ -26,6 +26,14 @@ def cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def code(text: Any) -> str:
+    """Text as an inline code span for a table cell (pipes inside code spans are safe)."""
+    text = " ".join(str(text).split())
+    fence = "``" if "`" in text else "`"
+    pad = " " if fence == "``" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def plain(doc: str) -> str:
     """Docstring prose for Markdown: Sphinx roles become code spans."""
     return _ROLE_RE.sub(lambda m: f"`{m.group(1).split('.')[-1]}`", doc)
@@ -143,7 +151,7 @@ def params_table(params: type[BaseModel]) -> str:
         if limits:
             type_text += f" ({limits})"
         rows.append(
-            f"| `{name}` | `{cell(type_text)}` | `{cell(field_default(f))}` | "
+            f"| `{name}` | {code(type_text)} | {code(field_default(f))} | "
             f"{cell(field_description(f))} |"
         )
     return "\n".join(rows) + "\n"

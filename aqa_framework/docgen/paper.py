@@ -126,6 +126,9 @@ def reproducing_page(root: Path) -> str:
         "dataset: `--set data.name=synthetic-diving --set data.params.root=null` (synthetic "
         "cartoons; the numbers mean nothing for real diving).",
         "",
+        "The other experiments of the paper (smaller training sets, probes, baselines) are "
+        "described in [Experiments, sweeps, probes](experiments.md).",
+        "",
         "## The specs",
         "",
     ]

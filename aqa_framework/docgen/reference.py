@@ -13,6 +13,7 @@ from pydantic.fields import FieldInfo
 
 from aqa_framework.docgen.markdown import (
     cell,
+    code,
     constraints,
     field_default,
     field_description,
@@ -90,7 +91,7 @@ def spec_reference() -> str:
             if limits:
                 type_text += f" ({limits})"
             out.append(
-                f"| `{key}` | `{cell(type_text)}` | `{cell(field_default(f))}` | "
+                f"| `{key}` | {code(type_text)} | {code(field_default(f))} | "
                 f"{cell(field_description(f, sub))} |"
             )
         out.append("")
@@ -137,7 +138,7 @@ def _param_row(param: Any) -> str:
         default = str(param.default)
     help_text = getattr(param, "help", None) or ""
     return (
-        f"| `{cell(name)}` | {kind} | {cell(type_text)} | {cell(default)} | "
+        f"| {code(name)} | {kind} | {cell(type_text)} | {cell(default)} | "
         f"{cell(help_text)} |"
     )
 

@@ -180,18 +180,43 @@ def save_checkpoint(
     dst = directory / name
     _swap_into_place(tmp, dst)
     for alias in also_as:
-        atmp = directory / f".{alias}.tmp"
-        if atmp.exists():
-            shutil.rmtree(atmp)
-        atmp.mkdir()
-        for f in dst.iterdir():
-            try:
-                os.link(f, atmp / f.name)
-            except OSError:
-                shutil.copy2(f, atmp / f.name)
-        _fsync(atmp)
-        _swap_into_place(atmp, directory / alias)
+        copy_checkpoint(directory, name, alias)
     return dst
+
+
+def copy_checkpoint(directory: str | Path, src: str, dst: str) -> Path:
+    """Give checkpoint ``src`` a second name ``dst`` atomically (hard links when possible).
+
+    Files of a checkpoint are never modified in place, so sharing them is safe.
+
+    Returns:
+        The ``dst`` folder.
+    """
+    directory = Path(directory)
+    source = directory / src
+    tmp = directory / f".{dst}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for f in source.iterdir():
+        try:
+            os.link(f, tmp / f.name)
+        except OSError:
+            shutil.copy2(f, tmp / f.name)
+    _fsync(tmp)
+    _swap_into_place(tmp, directory / dst)
+    return directory / dst
+
+
+def checkpoint_epoch(path: str | Path) -> int | None:
+    """The epoch recorded in a checkpoint folder, or ``None`` if there is none readable."""
+    folder = _candidate(Path(path))
+    if folder is None:
+        return None
+    try:
+        return int(json.loads((folder / META_FILE).read_text(encoding="utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _candidate(folder: Path) -> Path | None:

@@ -22,6 +22,8 @@ from torch.utils.data import Dataset, Subset
 from aqa_framework.engine import distributed as D
 from aqa_framework.engine.checkpoint import (
     Checkpoint,
+    checkpoint_epoch,
+    copy_checkpoint,
     find_checkpoint,
     load_checkpoint,
     load_weights,
@@ -299,6 +301,7 @@ class _Run:
                 )
             history = list(ckpt.meta.get("history", []))[: ckpt.epoch]
             best = ckpt.meta.get("best")
+            self._repair_best(folder, ckpt, best)
             start_epoch = ckpt.epoch
             self.saved_epoch = ckpt.epoch
             self.log(f"Resuming {folder.path} after epoch {start_epoch} ({ckpt.path.name})")
@@ -467,6 +470,14 @@ class _Run:
         return folder.path
 
     # ------------------------------------------------------------------ pieces
+    def _repair_best(self, folder: RunFolder, ckpt: Checkpoint, best: dict | None) -> None:
+        """Re-create ``best`` from ``last`` if a crash came between writing the two."""
+        if not best or best.get("epoch") != ckpt.epoch or ckpt.path.parent != folder.checkpoints:
+            return
+        if checkpoint_epoch(folder.checkpoints / "best") != ckpt.epoch and self.ctx.is_main:
+            copy_checkpoint(folder.checkpoints, ckpt.path.name, "best")
+        D.barrier(self.ctx)
+
     def _on_signal(self, name: str) -> None:
         self.log(f"{name} received: stopping after this step (send SIGINT again to stop now)")
 

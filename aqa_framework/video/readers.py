@@ -244,11 +244,16 @@ def open_reader(
     return DecordVideoReader(p, num_threads=num_threads)
 
 
+_INHERITED: list[Any] = []
+"""Readers a forked process inherited from its parent. They are kept alive, never closed:
+destroying a decord reader whose decoder thread lives in another process blocks forever."""
+
+
 class ReaderPool:
     """A small per-process LRU of open readers.
 
-    Consecutive samples of one event video do not reopen it. Safe across ``fork``: a child
-    process starts with an empty pool.
+    Consecutive samples of one event video do not reopen it. Safe across ``fork`` (DataLoader
+    workers): a child process starts with an empty pool and leaves the parent's readers alone.
 
     Args:
         size: Most readers kept open.
@@ -261,9 +266,7 @@ class ReaderPool:
 
     def get(self, key: tuple, opener: Any) -> FrameReader:
         """Return the reader for ``key``, opening it with ``opener()`` if needed."""
-        if os.getpid() != self._pid:
-            self._readers = OrderedDict()
-            self._pid = os.getpid()
+        self._check_process()
         reader = self._readers.get(key)
         if reader is not None:
             self._readers.move_to_end(key)
@@ -275,14 +278,22 @@ class ReaderPool:
             old.close()
         return reader
 
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            _INHERITED.extend(self._readers.values())
+            self._readers = OrderedDict()
+            self._pid = os.getpid()
+
     def discard(self, key: tuple) -> None:
         """Forget (and close) one reader, e.g. after it failed."""
+        self._check_process()
         reader = self._readers.pop(key, None)
         if reader is not None:
             reader.close()
 
     def clear(self) -> None:
         """Close every reader."""
+        self._check_process()
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()

@@ -19,6 +19,19 @@ from aqa_framework.targets import Targets
 CaptionMetric = Literal["bleu", "meteor", "rouge", "cider"]
 
 
+def run_gru(gru: nn.GRU, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Run a GRU in fp32, also under autocast.
+
+    CUDA autocast runs cuDNN RNNs in fp16 whatever autocast dtype was asked for, and bf16
+    training uses no loss scaling: the small caption gradients (loss weight 0.01) would
+    underflow in fp16. A GRU call is latency-bound here, so fp32 costs little.
+    """
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return gru(x.float(), None if state is None else state.float())
+    return gru(x, state)
+
+
 class CaptionParams(BaseModel):
     """Parameters of :class:`CaptionHead`."""
 
@@ -125,7 +138,7 @@ class CaptionHead(TaskHead):
         """Encoder outputs over the clips and then ``steps`` zero frames: ``(B, N+steps, H)``."""
         b, _, d = seq.shape
         frames = torch.cat([seq, seq.new_zeros(b, steps, d)], dim=1)
-        out, _ = self.encoder(frames)
+        out, _ = run_gru(self.encoder, frames)
         return out
 
     # -- training --------------------------------------------------------------------------
@@ -145,7 +158,7 @@ class CaptionHead(TaskHead):
         enc = self._encoder_outputs(seq, steps)
         words = self.embedding(captions[:, :steps])
         words = torch.cat([words.new_zeros(b, n, words.shape[2]), words], dim=1)
-        dec, _ = self.decoder(torch.cat([enc, words.to(enc.dtype)], dim=2))
+        dec, _ = run_gru(self.decoder, torch.cat([enc, words.to(enc.dtype)], dim=2))
         return self.out(dec[:, n:]).float().log_softmax(dim=-1)
 
     def forward(self, features: Tensor, batch: Mapping[str, Any] | None = None) -> dict:
@@ -182,12 +195,12 @@ class CaptionHead(TaskHead):
         b, n, _ = seq.shape
         enc = self._encoder_outputs(seq, self.max_steps)
         zeros = enc.new_zeros(b, n, self.params.word_dim)
-        _, state = self.decoder(torch.cat([enc[:, :n], zeros], dim=2))
+        _, state = run_gru(self.decoder, torch.cat([enc[:, :n], zeros], dim=2))
         return enc[:, n:], state
 
     def _step(self, enc_t: Tensor, words: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         x = torch.cat([enc_t.unsqueeze(1), self.embedding(words).to(enc_t.dtype).unsqueeze(1)], 2)
-        out, state = self.decoder(x, state)
+        out, state = run_gru(self.decoder, x, state)
         return self.out(out[:, 0]).float().log_softmax(dim=-1), state
 
     @torch.no_grad()

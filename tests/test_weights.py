@@ -1,0 +1,76 @@
+import argparse
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from aqa_framework.errors import CheckpointError
+from aqa_framework.weights import c3d_sports1m, load_into, load_state_dict, strip_prefix
+
+
+def test_safetensors_and_torch_files_load(tmp_path):
+    sd = {"a.weight": torch.randn(2, 3), "a.bias": torch.randn(2)}
+    save_file(sd, tmp_path / "w.safetensors")
+    torch.save(sd, tmp_path / "w.pth")
+    torch.save(sd, tmp_path / "legacy.pickle", _use_new_zipfile_serialization=False)
+    for name in ("w.safetensors", "w.pth", "legacy.pickle"):
+        got = load_state_dict(tmp_path / name)
+        assert set(got) == set(sd)
+        assert torch.equal(got["a.weight"], sd["a.weight"])
+
+
+def test_wrapped_and_data_parallel_state_dicts_are_unwrapped(tmp_path):
+    sd = {"module.fc.weight": torch.ones(1, 1)}
+    torch.save({"state_dict": sd}, tmp_path / "ckpt.pth")
+    assert set(load_state_dict(tmp_path / "ckpt.pth")) == {"fc.weight"}
+
+
+def test_files_needing_arbitrary_objects_are_refused(tmp_path):
+    torch.save({"w": torch.zeros(1), "args": argparse.Namespace(lr=1)}, tmp_path / "unsafe.pth")
+    with pytest.raises(CheckpointError, match="cannot be loaded safely") as err:
+        load_state_dict(tmp_path / "unsafe.pth")
+    assert "weights_only=True" in str(err.value)
+    assert "safetensors" in str(err.value)
+
+
+def test_missing_and_garbage_files(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_state_dict(tmp_path / "nope.pth")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_state_dict(tmp_path / "junk.safetensors")
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="expected a mapping"):
+        load_state_dict(tmp_path / "list.pth")
+
+
+def test_load_into_lists_missing_unexpected_and_mismatched_keys():
+    module = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
+    sd = {
+        "0.weight": torch.zeros(2, 3),
+        "0.bias": torch.zeros(5),
+        "extra.weight": torch.zeros(1),
+    }
+    with pytest.raises(CheckpointError) as err:
+        load_into(module, sd, source="w.pth")
+    msg = str(err.value)
+    assert "w.pth does not fit Sequential" in msg
+    assert "shape mismatches: 0.bias (file (5,), model (2,))" in msg
+    assert "missing keys: 2.bias, 2.weight" in msg
+    assert "unexpected keys: extra.weight" in msg
+
+
+def test_load_into_copies_and_can_ignore_foreign_modules():
+    src, dst = nn.Linear(3, 2), nn.Linear(3, 2)
+    sd = {**src.state_dict(), "classifier.weight": torch.zeros(4, 2)}
+    load_into(dst, sd, source="x", ignore_foreign=True)
+    assert torch.equal(dst.weight, src.weight)
+
+
+def test_c3d_sports1m_drops_fc_layers_and_strip_prefix():
+    sd = {k: torch.zeros(1) for k in ("conv1.weight", "conv5b.bias", "fc6.weight", "fc8.bias")}
+    assert set(c3d_sports1m(sd)) == {"conv1.weight", "conv5b.bias"}
+    assert set(strip_prefix({"backbone.conv1.weight": 1, "heads.x": 2}, "backbone.")) == {
+        "conv1.weight"
+    }

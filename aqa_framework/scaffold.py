@@ -219,6 +219,7 @@ class ScoreHead(TaskHead):
         self.low, self.span = target.low, target.high - target.low
         self.mlp = nn.Sequential(
             nn.Flatten(),
+            nn.LayerNorm(math.prod(in_shape)),  # features of any scale
             nn.Linear(math.prod(in_shape), params.hidden),
             nn.ReLU(),
             nn.Linear(params.hidden, 1),

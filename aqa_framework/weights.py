@@ -82,7 +82,9 @@ def _as_state_dict(obj: object, p: Path) -> dict[str, Tensor]:
             if wrapped and not any(isinstance(v, torch.Tensor) for v in obj.values()):
                 obj = obj[wrapped[0]]
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{p}: expected a mapping of names to tensors, got {type(obj).__name__}")
+        raise CheckpointError(
+            f"{p}: expected a mapping of names to tensors, got {type(obj).__name__}"
+        )
     bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(

@@ -32,7 +32,7 @@ def _tflops(flops_per_clip: int, clips: int, batch: int, seconds: float) -> floa
     return 3 * flops_per_clip * clips * batch / seconds / 1e12
 
 
-def _ours(model: torch.nn.Module, settings: bl.RunSettings, batch: int) -> tuple[Any, Any]:
+def _ours(model: torch.nn.Module, settings: bl.RunSettings, batch: int) -> Any:
     """Our training step (as ``aqa_framework.engine.loop.train_one_epoch``) on a fixed batch."""
     from aqa_framework.engine.optim import build_optimizer
     from aqa_framework.engine.precision import autocast, grad_scaler
@@ -53,7 +53,7 @@ def _ours(model: torch.nn.Module, settings: bl.RunSettings, batch: int) -> tuple
         scaler.update()
         return total
 
-    return step, data
+    return step
 
 
 def _initial_losses(model: Any, reference: Any, settings: bl.RunSettings) -> dict[str, float]:
@@ -114,19 +114,22 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name:<22} batch {batch:>3}  {sps:10.2f} samples/s  step {row['step_ms']:9.1f} ms"
               f"  backbone {row['backbone_tflops']:8.3f} TFLOP/s")
 
-    step, _ = _ours(model, settings, settings.batch)
-    record("ours", settings.batch, bl.time_steps(step, settings.steps, settings.warmup, device))
+    contenders: dict[str, tuple[int, Any]] = {
+        "ours": (settings.batch, _ours(model, settings, settings.batch))
+    }
     if settings.batch != settings.ref_batch:
-        step, _ = _ours(model, settings, settings.ref_batch)
-        record(f"ours@batch{settings.ref_batch}", settings.ref_batch,
-               bl.time_steps(step, settings.steps, settings.warmup, device))
+        contenders[f"ours@batch{settings.ref_batch}"] = (
+            settings.ref_batch, _ours(model, settings, settings.ref_batch))
     if reference is not None:
         optimizer = torch.optim.Adam(reference.parameters(), lr=1e-4)
         data = bl.make_batch(cfg, settings.ref_batch, device, seed=settings.seed + 1)
-        ref_steps = max(1, min(settings.steps, 10))
-        record("official", settings.ref_batch, bl.time_steps(
-            lambda: reference.train_step(data, optimizer), ref_steps,
-            min(settings.warmup, 2), device))
+        contenders["official"] = (
+            settings.ref_batch, lambda: reference.train_step(data, optimizer))
+    timings = bl.time_interleaved({k: v[1] for k, v in contenders.items()}, settings.steps,
+                                  settings.warmup, device)
+    for name, (batch, _) in contenders.items():
+        record(name, batch, timings[name])
+    if reference is not None:
         base = rows["official"]["samples_per_s"]
         results["ratios"] = {f"{k}/official": v["samples_per_s"] / base
                              for k, v in rows.items() if k != "official"}

@@ -387,6 +387,28 @@ def time_steps(
     return Timing(times)
 
 
+def time_interleaved(
+    steps_by_name: dict[str, Callable[[], Any]], steps: int, warmup: int, device: torch.device
+) -> dict[str, Timing]:
+    """Time several step functions in alternation (round-robin), after ``warmup`` rounds.
+
+    Alternating makes the ratios robust to other load on the machine: every contender sees
+    the same conditions.
+    """
+    for _ in range(warmup):
+        for step in steps_by_name.values():
+            step()
+    synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in steps_by_name}
+    for _ in range(max(steps, 1)):
+        for name, step in steps_by_name.items():
+            start = time.perf_counter()
+            step()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: Timing(t) for name, t in times.items()}
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work (a no-op on a CPU)."""
     if device.type == "cuda":

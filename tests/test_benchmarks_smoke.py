@@ -206,3 +206,18 @@ def test_caption_grus_run_in_fp32_under_autocast():
     assert torch.allclose(out, expected, atol=2e-2)
     out2, _ = run_gru(gru, x[:, :1], expected_state)
     assert torch.equal(out2, gru(x[:, :1], expected_state)[0])
+
+
+def test_adam_uses_the_fused_step_and_sgd_the_default():
+    from aqa_framework.engine.optim import build_optimizer
+    from aqa_framework.spec import TrainSpec
+
+    model = torch.nn.Linear(4, 2)
+    adam = build_optimizer(model, TrainSpec())
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults["fused"] is True
+    sgd = build_optimizer(model, TrainSpec.model_validate({"optimizer": {"name": "sgd"}}))
+    assert not sgd.defaults.get("fused")
+    model(torch.randn(3, 4)).sum().backward()
+    before = model.weight.detach().clone()
+    adam.step()
+    assert not torch.equal(before, model.weight)

@@ -35,7 +35,7 @@ TINY = [
     "data.params.jitter=0",
     "data.params.flip=false",
     "data.batch_size=4",
-    "data.val_fraction=0.25",
+    "data.val_fraction=0.3",  # 12 training dives: 4 for validation, 8 (two batches) to train
     "model.backbone.params.width=0.0625",
     "model.heads.caption.params.hidden=16",
     "model.heads.caption.params.word_dim=8",
@@ -197,10 +197,10 @@ def test_two_process_ddp_matches_one_process(reference, tiny, tmp_path):
     folder = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         "--master_port=0", "-m", "aqa_framework.cli.main", "run", str(spec), *sets,
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "aqa_framework.cli.main", "run", str(spec), *sets,
          "--run-dir", str(folder)],
-        capture_output=True, text=True, env=env, timeout=400,
+        capture_output=True, text=True, env=env, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     env_doc = json.loads((folder / "environment.json").read_text())

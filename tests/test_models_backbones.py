@@ -1,12 +1,12 @@
 import pytest
 import torch
+from aqa_builtin.backbones.c3d import C3DBackbone
+from aqa_builtin.backbones.mscadc import MSCADCBackbone
+from aqa_builtin.backbones.timm_frames import TimmFramesBackbone
 from pydantic import ValidationError
 from safetensors.torch import save_file
 from torch import nn
 
-from aqa_builtin.backbones.c3d import C3DBackbone
-from aqa_builtin.backbones.mscadc import MSCADCBackbone
-from aqa_builtin.backbones.timm_frames import TimmFramesBackbone
 from aqa_framework.errors import CheckpointError
 from aqa_framework.testing import check_backbone
 

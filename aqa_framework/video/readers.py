@@ -108,6 +108,11 @@ class DecordVideoReader(FrameReader):
         DataError: If the file is missing or cannot be opened as a video.
     """
 
+    chunk = 16
+    """Frames decoded per call when reading a run of nearby frames."""
+    max_gap = 48
+    """Needed frames further apart than this are reached by seeking instead of decoding."""
+
     def __init__(self, path: str | Path, num_threads: int = 1) -> None:
         super().__init__(path)
         decord = require_decord()
@@ -130,13 +135,26 @@ class DecordVideoReader(FrameReader):
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
         uniq, inverse = np.unique(indices, return_inverse=True)
+        parts: list[np.ndarray] = []
         try:
-            frames = self._vr.get_batch(uniq.tolist()).asnumpy()
+            for lo, hi in _runs(uniq, self.max_gap):
+                want = uniq[(uniq >= lo) & (uniq < hi)]
+                # Decode the run front to back in small contiguous batches: decord goes on
+                # decoding from where it stopped, while scattered indices make it seek for
+                # each one (1.3-3x slower); small batches bound the memory of unused frames
+                # (skip_frames is no faster than decoding them).
+                for start in range(lo, hi, self.chunk):
+                    stop = min(start + self.chunk, hi)
+                    sel = want[(want >= start) & (want < stop)] - start
+                    batch = self._vr.get_batch(list(range(start, stop))).asnumpy()
+                    if sel.size:
+                        parts.append(batch[sel])
         except Exception as exc:
             raise DataError(
                 f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: "
                 f"{_short(exc)}"
             ) from exc
+        frames = np.concatenate(parts)
         if frames.ndim != 4 or frames.shape[0] != uniq.size or frames.shape[-1] != 3:
             raise DataError(f"{self.path}: decoder returned frames of shape {frames.shape}")
         return frames if uniq.size == indices.size and np.all(uniq == indices) else frames[inverse]
@@ -303,6 +321,14 @@ class ReaderPool:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["size"])
+
+
+def _runs(sorted_indices: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
+    """Split sorted frame indices into ``[lo, hi)`` runs with gaps of at most ``max_gap``."""
+    breaks = np.flatnonzero(np.diff(sorted_indices) > max_gap + 1)
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [sorted_indices.size - 1]])
+    return [(int(sorted_indices[a]), int(sorted_indices[b]) + 1) for a, b in zip(starts, ends)]
 
 
 def _short(exc: BaseException) -> str:

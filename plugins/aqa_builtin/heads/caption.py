@@ -162,8 +162,10 @@ class CaptionHead(TaskHead):
         return self.out(dec[:, n:]).float().log_softmax(dim=-1)
 
     def forward(self, features: Tensor, batch: Mapping[str, Any] | None = None) -> dict:
-        """Teacher-forced log-probabilities when the batch has captions; decoded tokens at
-        inference (``batch`` is ``None``) and in eval mode.
+        """Teacher-forced log-probabilities and/or decoded tokens.
+
+        Log-probabilities when the batch carries captions; decoded tokens at inference
+        (``batch`` is ``None``) and in eval mode.
 
         Returns:
             ``{"log_probs": (B, L-1, V)}`` and/or ``{"tokens": (B, steps)}``.

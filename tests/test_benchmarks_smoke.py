@@ -26,7 +26,17 @@ def bench():
         sys.path.remove(str(BENCH))
 
 
-FAST = ["--small", "--device", "cpu", "--steps", "1", "--warmup", "0", "--threads", "2"]
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """The scripts' ``--threads`` changes the process-wide setting: put it back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+# one thread: the figures do not matter here, and a single thread is not stalled by other
+# processes sharing the cores
+FAST = ["--small", "--device", "cpu", "--steps", "1", "--warmup", "0", "--threads", "1"]
 
 
 def test_bench_train_small_prints_throughput_flops_and_ratio(bench, capsys, tmp_path):

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from aqa_framework.cli.main import main
 from aqa_framework.errors import DataError
@@ -158,9 +159,13 @@ def test_synthetic_diving_dataset_generates_once_and_reuses(tmp_path, monkeypatc
     torch.manual_seed(0)
     assert train[0]["video"].shape == (6, 3, 16, 48, 48)
 
-    other = cls.parse_params({"root": str(roots[0]), "dives": 7, "seed": 1, "size": [64, 48]})
+    other = cls.parse_params(
+        {"root": str(roots[0]), "dives": 7, "seed": 1, "size": [64, 48], "crop": 48}
+    )
     with pytest.raises(DataError, match="other settings"):
         cls(other, "train")
+    with pytest.raises(ValidationError, match="larger than the 64x48 frames"):
+        cls.parse_params({"size": [64, 48]})  # the default crop of 64 does not fit
 
 
 def test_cli_data_synth_prints_a_summary(tmp_path, capsys):
@@ -199,3 +204,21 @@ def test_dataloader_workers_after_the_parent_opened_the_videos(synth):
     assert torch.equal(batches[0]["video"][0], first)
     assert batches[0]["classes"]["position"].shape == (4,)
     assert batches[0]["caption"].shape == (4, 100)
+
+
+def test_cli_data_cache_fills_the_frame_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "model: {backbone: {name: c3d}, heads: {score: {name: score}}}\n"
+        "data: {name: synthetic-diving, params: {dives: 5, size: [64, 48], crop: 48}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "cache", str(spec)])
+    assert exc.value.code == 1 and "no cache_dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "cache", str(spec), "--set", "data.params.cache_dir=frames"])
+    assert exc.value.code == 0
+    assert "train: 4 samples cached" in capsys.readouterr().out
+    assert len(list((tmp_path / "frames").rglob("*.npy"))) == 5

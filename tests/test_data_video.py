@@ -176,7 +176,7 @@ def test_frame_cache_serves_later_epochs_without_decoding(index_video, tmp_path,
     first = cached.load("ev_01", index_video, end=150)
     files = list((tmp_path / "c").rglob("*.npy"))
     assert len(files) == 1 and files[0].name == "ev_01_44-153.npy"
-    assert np.load(files[0], mmap_mode="r").shape == (109, 24, 48, 3)
+    assert np.load(files[0], mmap_mode="r").shape == (109, 16, 40, 3)  # resized and cropped
     assert not list((tmp_path / "c").rglob("*.tmp"))
     assert torch.equal(first, plain.load("ev_01", index_video, end=150))
 

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from aqa_framework.engine.checkpoint import (
+    checkpoint_epoch,
+    copy_checkpoint,
     find_checkpoint,
     load_checkpoint,
     load_weights,
@@ -161,3 +163,14 @@ def test_weights_that_do_not_fit_are_named(tmp_path):
     other = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     with pytest.raises(CheckpointError, match=r"wrong shape: 0.weight \(4, 3\) vs \(8, 3\)"):
         load_weights(other, model.state_dict(), "ckpt")
+
+
+def test_a_second_name_shares_the_files_and_reports_its_epoch(tmp_path):
+    model, _ = trained_optimizer()
+    save_checkpoint(tmp_path, "last", model.state_dict(), {**META, "epoch": 4})
+    assert checkpoint_epoch(tmp_path / "best") is None
+    copy_checkpoint(tmp_path, "last", "best")
+    assert checkpoint_epoch(tmp_path / "best") == 4
+    assert load_checkpoint(tmp_path / "best", training_state=False).epoch == 4
+    save_checkpoint(tmp_path, "last", model.state_dict(), {**META, "epoch": 5})
+    assert checkpoint_epoch(tmp_path / "best") == 4  # untouched by the newer last

@@ -108,6 +108,10 @@ def test_sharded_evaluation_covers_each_sample_once_in_order():
     merged = _merge_shards(results)
     assert merged["keys"] == [str(i) for i in range(7)]
     assert merged["preds"]["t"]["c"] == [i * 10 for i in range(7)]
+    empty = {"keys": [], "preds": {}, "refs": {}}  # more ranks than samples
+    one = {"keys": ["0"], "preds": {"t": {"c": [0]}}, "refs": {"t": {"c": [0]}}}
+    merged = _merge_shards([one, empty])
+    assert merged["keys"] == ["0"] and merged["preds"] == {"t": {"c": [0]}}
 
 
 def test_spec_changes_allowed_on_resume():

@@ -74,3 +74,44 @@ def test_c3d_sports1m_drops_fc_layers_and_strip_prefix():
     assert set(strip_prefix({"backbone.conv1.weight": 1, "heads.x": 2}, "backbone.")) == {
         "conv1.weight"
     }
+
+
+def test_official_mtl_aqa_checkpoints_load_into_a_c3d_avg_model(tmp_path):
+    import fakedives as fd
+
+    from aqa_framework.builder import build_model, open_dataset
+    from aqa_framework.weights import load_official_mtl_aqa
+
+    res = fd.resolved(fd.C3D_AVG_MTL)
+    model = build_model(res, open_dataset(res).targets, input_shape=(2, 3, 16, 32, 32))
+    ours = {k: torch.randn_like(v) for k, v in model.state_dict().items()}
+    official = {
+        "model_CNN": strip_prefix(ours, "backbone."),
+        "model_my_fc6": {"fc.weight": ours["aggregator.fc.weight"],
+                         "fc.bias": ours["aggregator.fc.bias"]},
+        "model_score_regressor": {"fc_final_score.weight": ours["heads.score.out.weight"],
+                                  "fc_final_score.bias": ours["heads.score.out.bias"]},
+        "model_position_classifier": {
+            f"fc_{f}.{p}": ours[f"heads.cls.classifiers.{f}.{p}"]
+            for f in ("position", "armstand") for p in ("weight", "bias")
+        },
+        "model_caption": {
+            k.replace("heads.caption.encoder.", "rnn1.").replace("heads.caption.decoder.", "rnn2.")
+            .replace("heads.caption.", ""): v
+            for k, v in ours.items() if k.startswith("heads.caption.")
+        },
+    }
+    files = {}
+    for name, sd in official.items():
+        files[name] = tmp_path / f"{name}_99.pth"
+        torch.save(sd, files[name])
+    loaded = load_official_mtl_aqa(model, files)
+    assert loaded == ["backbone", "aggregator", "heads.score", "heads.cls", "heads.caption"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ours[k]), k
+
+    with pytest.raises(CheckpointError, match="unknown official module 'model_fc7'"):
+        load_official_mtl_aqa(model, {"model_fc7": files["model_CNN"]})
+    with pytest.raises(CheckpointError, match=r"model_caption_99.pth \(model_CNN -> backbone\) "
+                                              r"does not fit C3DBackbone: missing keys"):
+        load_official_mtl_aqa(model, {"model_CNN": files["model_caption"]})

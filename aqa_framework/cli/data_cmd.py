@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from aqa_framework.cli.options import SetOption, SpecArg
+
 app = typer.Typer(help="Prepare datasets (synthetic data, frame caches).", no_args_is_help=True)
 
 
@@ -77,3 +79,40 @@ def synth(
     table.add_row("time", f"{summary.seconds:.1f} s")
     out.print(table)
     out.print(f"Read it with: data: {{name: mtl-aqa, params: {{root: {summary.root}}}}}")
+
+
+@app.command("cache")
+def cache(
+    spec: SpecArg,
+    set_: SetOption = None,
+    split: Annotated[
+        list[str] | None, typer.Option("--split", help="Split(s) to cache (default: all).")
+    ] = None,
+) -> None:
+    """Fill the decoded-frame cache (data.params.cache_dir) of a spec's dataset ahead of training.
+
+    Every frame a training window can reach (jitter included) is decoded once and stored, so
+    no epoch decodes video afterwards.
+    """
+    from rich.progress import track
+
+    from aqa_framework.builder import open_dataset
+    from aqa_framework.cli.console import err, out
+    from aqa_framework.cli.spec_cmd import load_and_resolve
+    from aqa_framework.errors import AQAError
+    from aqa_framework.video.cache import FrameCache
+
+    resolved = load_and_resolve(spec, set_)
+    cache_dir = getattr(resolved.dataset.params, "cache_dir", None)
+    if not cache_dir:
+        raise AQAError(
+            f"dataset '{resolved.dataset.name}' has no cache_dir: set data.params.cache_dir "
+            "(e.g. --set data.params.cache_dir=.aqa-cache/frames)"
+        )
+    for name in split or list(resolved.dataset.cls.splits):
+        dataset = open_dataset(resolved, name, train=False)
+        for i in track(range(len(dataset)), description=f"{name}:", console=err):
+            dataset[i]
+        out.print(f"{name}: {len(dataset)} samples cached")
+    size = FrameCache(cache_dir).size_bytes() / 2**20
+    out.print(f"Frame cache {cache_dir}: {size:.1f} MiB")

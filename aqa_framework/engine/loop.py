@@ -250,13 +250,12 @@ def _merge_shards(shards: list[dict[str, Any]]) -> dict[str, Any]:
 
     merged: dict[str, Any] = {"keys": interleave([s["keys"] for s in shards])}
     for part in ("preds", "refs"):
-        merged[part] = {
-            task: {
-                col: interleave([s[part][task][col] for s in shards])
-                for col in shards[0][part][task]
-            }
-            for task in shards[0][part]
-        }
+        # in first-seen order; a rank with no samples has no columns
+        columns = dict.fromkeys((t, c) for s in shards for t, cols in s[part].items() for c in cols)
+        merged[part] = {}
+        for task, col in columns:
+            lists = [s[part].get(task, {}).get(col, []) for s in shards]
+            merged[part].setdefault(task, {})[col] = interleave(lists)
     return merged
 
 

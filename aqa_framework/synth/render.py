@@ -1,21 +1,23 @@
 """Draw synthetic dives with vectorised numpy: a side view of a platform, a diver and the pool.
 
-Geometry (fractions of the frame): the platform edge is at x = 0.36 W, its top at y = 0.42 H,
-the water line at y = 0.84 H; the diver is about 0.27 H tall. What is visible:
+Geometry (fractions of the frame): the platform edge is at x = 0.36 W, its top at y = 0.45 H,
+the water line at y = 0.86 H; the diver is about 0.3 H tall. What is visible:
 
-* **position**: the body shape in the air: free = straight bar, pike = a closed V, tuck = a
-  compact ball with the arms round the shins (it opens straight before the entry);
+* **position**: the body shape in the air: free = straight, pike = a closed V, tuck = a
+  compact ball with the arms round the shins (it opens straight before the entry); the legs
+  are green and the torso yellow or red, so the fold shows even at low resolution;
 * **armstand**: the dive starts from a handstand on the platform edge (body upside down);
 * **rotation type**: the stance faces the water (forward, reverse) or the platform (back,
   inward), arms raised to the front; the body turns clockwise (forward, back) or
   counter-clockwise (inward, reverse);
 * **somersaults**: the total turn in the air (``ss_no`` x 180 degrees);
-* **twists**: the suit switches between yellow and red at every half twist;
+* **twists**: the torso switches between yellow and red at every half twist;
 * **execution**: the tilt of the body at the entry (over/under rotation) and the white splash.
 
-Timeline inside the 103-frame window (offsets): ``lead`` empty frames, 12 frames of stance,
-56 frames of flight, the entry at about offset 68-71, then 10 frames under water and a
-26-frame splash, so everything happens within the 96 frames the C3D-AVG clips use.
+Timeline inside the 103-frame window (offsets): ``lead`` (0-3) empty frames, 12 frames of
+stance, 58 frames of flight, the entry at about offset 70-73, then 10 frames under water and a
+26-frame splash, so everything that matters happens within the 96 frames the C3D-AVG clips
+use.
 """
 
 from __future__ import annotations
@@ -30,20 +32,21 @@ __all__ = ["FLIGHT", "STANCE", "WINDOW", "Scene"]
 
 WINDOW = 103
 STANCE = 12
-FLIGHT = 56
+FLIGHT = 58
 UNDER = 10
 SPLASH = 26
 
 _SUIT_A = np.array([255.0, 214.0, 40.0], dtype=np.float32)  # yellow
 _SUIT_B = np.array([235.0, 40.0, 45.0], dtype=np.float32)  # red (after a half twist)
 _SKIN = np.array([255.0, 226.0, 196.0], dtype=np.float32)
+_LEGS = np.array([70.0, 255.0, 120.0], dtype=np.float32)  # green, so the fold shows
 _FOAM = np.array([240.0, 246.0, 252.0], dtype=np.float32)
 
 # Body shapes in body units (y down, head up, +x = the diver's front). Five capsules each:
 # thigh, shin, torso, head, arms as (ax, ay, bx, by, radius, alpha); suit colour for the first
 # three, skin for head and arms.
 _PX, _PY = 0.5736, -0.8192  # pike leg direction (145 degrees from "down")
-_THIGH, _SHIN, _TORSO, _HEAD, _ARM = 0.117, 0.111, 0.13, 0.17, 0.078
+_THIGH, _SHIN, _TORSO, _HEAD, _ARM = 0.13, 0.125, 0.14, 0.17, 0.08
 _SHAPES = np.array(
     [
         # 0 straight (in the air: free position, take-off and entry); arms along the body
@@ -108,9 +111,9 @@ class Scene:
 
     def __init__(self, width: int, height: int, rng: np.random.Generator) -> None:
         self.width, self.height = width, height
-        self.unit = 0.27 * height  # body length
-        self.water_y = 0.84 * height
-        self.platform_y = 0.42 * height
+        self.unit = 0.30 * height  # body length
+        self.water_y = 0.86 * height
+        self.platform_y = 0.45 * height
         self.edge_x = 0.36 * width
         self.pad = int(math.ceil(0.95 * self.unit)) + 2
         self.background = self._background(rng)
@@ -220,6 +223,7 @@ class Scene:
         pbx = pose["x"][:, None] + u * (bx * c - by * s)
         pby = pose["y"][:, None] + u * (bx * s + by * c)
         suit = np.where(pose["twist_b"][:, None], _SUIT_B, _SUIT_A)  # (n, 3)
+        colours = [_LEGS, _LEGS, None, _SKIN, _SKIN]  # None: the suit (twist colour)
         for k in range(shapes.shape[1]):  # one capsule at a time, in a small box around it
             rows = np.flatnonzero(alpha[:, k] > 0)
             if rows.size == 0:
@@ -246,7 +250,8 @@ class Scene:
             dist = np.hypot(dx - along * sx, dy - along * sy)
             cov = np.clip(r[:, None, None] + 0.5 - dist, 0.0, 1.0)
             cov *= np.where(py > self.water_y, np.float32(0.3), np.float32(1.0))
-            colour = suit[rows] if k < 3 else np.broadcast_to(_SKIN, (rows.size, 3))
+            fixed = colours[k]
+            colour = suit[rows] if fixed is None else np.broadcast_to(fixed, (rows.size, 3))
             patch += cov[..., None] * (colour[:, None, None, :] - patch)
             canvas[where] = np.clip(patch + 0.5, 0, 255)
         frames[idx] = canvas[:, pad : pad + h, pad : pad + w]

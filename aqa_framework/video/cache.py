@@ -1,12 +1,13 @@
-"""A decoded-frame cache: resized uint8 frames of each sample in memory-mapped ``.npy`` files.
+"""A decoded-frame cache: prepared uint8 frames of each sample in memory-mapped ``.npy`` files.
 
 The first epoch decodes each sample's frames (every frame a jittered window can reach, e.g.
-103 + 2 x 3) and stores them after the resize; later epochs memory-map the file and pick the
-frames they need, without decoding. Files live in
+103 + 2 x 3) and stores them resized and center-cropped; later epochs memory-map the file and
+pick the frames they need, without decoding. Files live in
 ``<cache_dir>/<settings hash>/<key>_<lo>-<hi>.npy``: the hash covers the source file (path,
-size, modification time) and the resize, the name covers the sample and its frame range, so a
-changed video, resize or annotation never reuses stale frames. Writes are atomic (temporary
-file, then rename), so parallel workers and interrupted runs never leave half-written entries.
+size, modification time), the resize and the crop, the name covers the sample and its frame
+range, so a changed video, resize, crop or annotation never reuses stale frames. Writes are
+atomic (temporary file, then rename), so parallel workers and interrupted runs never leave
+half-written entries.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 :class:`ClipLoader` joins the pieces of :mod:`aqa_framework.video`: it keeps recently used
 readers open (whole event videos serve many samples), places the window
 (:class:`~aqa_framework.video.sampling.TemporalSampling`), reads all needed frames in one
-call, resizes them as ``uint8``, optionally stores them in the
-:class:`~aqa_framework.video.cache.FrameCache`, and finishes with crop, flip and
+call, resizes and center-crops them as ``uint8``, optionally stores them in the
+:class:`~aqa_framework.video.cache.FrameCache`, and finishes with flip and
 normalisation (:class:`~aqa_framework.video.transforms.FrameTransform`).
 """
 
@@ -142,6 +142,8 @@ class ClipLoader:
         except DataError as exc:
             self.pool.discard((str(source),))
             raise DataError(f"sample {key}: {exc}") from exc
+        except ValueError as exc:  # e.g. a crop larger than the frames
+            raise DataError(f"sample {key} ({source}): {exc}") from exc
 
     def _load(
         self, key: str, source: Path, *, end: int | None, start: int | None, train: bool
@@ -154,11 +156,11 @@ class ClipLoader:
         plan = self.sampling.plan(n, end=end, start=start, shift=shift, source=str(source))
         indices = (plan.start + self._offsets).reshape(-1)
         if self.cache is not None:
-            resized = self._cached(key, source, reader, plan.superset, indices)
+            prepared = self._cached(key, source, reader, plan.superset, indices)
         else:
             uniq, inverse = np.unique(indices, return_inverse=True)
-            resized = self.transform.resized(reader.read(uniq))[torch.from_numpy(inverse)]
-        return self._finish(resized, flip)
+            prepared = self.transform.prepare(reader.read(uniq))[torch.from_numpy(inverse)]
+        return self._finish(prepared, flip)
 
     def _cached(
         self,
@@ -174,19 +176,20 @@ class ClipLoader:
             version=CACHE_FORMAT_VERSION,
             source=source_fingerprint(source),
             resize=self.transform.resize,
+            crop=self.transform.crop,
             pattern=self.frame_pattern if source.is_dir() else None,
         )
         frames = self.cache.load(key, lo, hi, digest)
         if frames is None:
-            resized = self.transform.resized(reader.read(np.arange(lo, hi)))
-            frames = resized.permute(0, 2, 3, 1).contiguous().numpy()
+            prepared = self.transform.prepare(reader.read(np.arange(lo, hi)))
+            frames = prepared.permute(0, 2, 3, 1).contiguous().numpy()
             self.cache.store(key, lo, hi, digest, frames)
         picked = np.ascontiguousarray(frames[indices - lo])
         return torch.from_numpy(picked).permute(0, 3, 1, 2)
 
-    def _finish(self, resized: torch.Tensor, flip: bool) -> torch.Tensor:
+    def _finish(self, prepared: torch.Tensor, flip: bool) -> torch.Tensor:
         n, t = self._offsets.shape
-        return self.transform.finish(resized, flip=flip, clips=(n, t))
+        return self.transform.finish(prepared, flip=flip, clips=(n, t))
 
     def load_any(self, source: str | Path) -> torch.Tensor:
         """Clips of an arbitrary video for inference (e.g. ``aqa predict``).
@@ -216,7 +219,7 @@ class ClipLoader:
                 base = np.round(np.linspace(0, n - 1, window)).astype(np.int64)
             indices = base[self._offsets.reshape(-1)]
             uniq, inverse = np.unique(indices, return_inverse=True)
-            resized = self.transform.resized(reader.read(uniq))[torch.from_numpy(inverse)]
-            return self._finish(resized, flip=False)
+            prepared = self.transform.prepare(reader.read(uniq))[torch.from_numpy(inverse)]
+            return self._finish(prepared, flip=False)
         finally:
             reader.close()

@@ -328,7 +328,10 @@ def _runs(sorted_indices: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
     breaks = np.flatnonzero(np.diff(sorted_indices) > max_gap + 1)
     starts = np.concatenate([[0], breaks + 1])
     ends = np.concatenate([breaks, [sorted_indices.size - 1]])
-    return [(int(sorted_indices[a]), int(sorted_indices[b]) + 1) for a, b in zip(starts, ends)]
+    return [
+        (int(sorted_indices[a]), int(sorted_indices[b]) + 1)
+        for a, b in zip(starts, ends, strict=True)
+    ]
 
 
 def _short(exc: BaseException) -> str:

@@ -2,9 +2,9 @@
 
 The pipeline of the paper: resize every frame (171x128 for C3D-AVG, 640x360 for MSCADC),
 center crop (112 / 180), flip horizontally (training, per sample), scale to [0, 1] and
-normalise with the ImageNet mean and std. Frames stay ``uint8`` through the resize (torch's
-antialiased bilinear kernel on channels-last uint8 is fast and what the frame cache stores);
-only the final crop is converted to float.
+normalise with the ImageNet mean and std. Frames stay ``uint8`` through the resize and the
+crop (torch's antialiased bilinear kernel on channels-last uint8 is fast, and the result is what
+the frame cache stores); only the final clips are converted to float, in one pass.
 """
 
 from __future__ import annotations
@@ -80,24 +80,31 @@ class FrameTransform:
     mean: Sequence[float] | None = IMAGENET_MEAN
     std: Sequence[float] = IMAGENET_STD
 
-    def resized(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Step 1, what the cache stores: ``uint8 (F, H, W, 3)`` -> ``uint8 (F, 3, h, w)``."""
-        return resize_frames(frames, self.resize)
-
-    def finish(
-        self, resized: torch.Tensor, flip: bool = False, clips: tuple[int, int] | None = None
-    ) -> torch.Tensor:
-        """Step 2: crop, flip, scale and normalise resized ``uint8 (F, 3, h, w)`` frames.
+    def prepare(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Step 1, resize and center crop (what the cache stores), all in ``uint8``.
 
         Args:
-            resized: Output of :meth:`resized` (or frames read back from the cache).
+            frames: ``uint8 (F, H, W, 3)`` as decoded.
+
+        Returns:
+            ``uint8 (F, 3, ch, cw)`` (a channels-last view when nothing is resized).
+        """
+        return center_crop(resize_frames(frames, self.resize), self.crop)
+
+    def finish(
+        self, prepared: torch.Tensor, flip: bool = False, clips: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Step 2: flip, scale and normalise prepared ``uint8 (F, 3, h, w)`` frames.
+
+        Args:
+            prepared: Output of :meth:`prepare` (or frames read back from the cache).
             flip: Flip horizontally.
             clips: ``(N, T)`` with ``N x T = F`` to return clips instead of frames.
 
         Returns:
             ``float32 (F, 3, ch, cw)``, or ``(N, 3, T, ch, cw)`` when ``clips`` is given.
         """
-        x = center_crop(resized, self.crop)
+        x = prepared
         if flip:
             x = x.flip(-1)  # on uint8, before the float copy
         if clips is not None:
@@ -114,7 +121,7 @@ class FrameTransform:
 
     def __call__(self, frames: np.ndarray | torch.Tensor, flip: bool = False) -> torch.Tensor:
         """Both steps: ``uint8 (F, H, W, 3)`` -> ``float32 (F, 3, ch, cw)``."""
-        return self.finish(self.resized(frames), flip=flip)
+        return self.finish(self.prepare(frames), flip=flip)
 
     def output_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
         """``(height, width)`` of the output for frames of ``frame_size`` = (width, height)."""

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aqa_framework.errors import DataError
 from aqa_framework.targets import ScoreTarget, Targets
 from aqa_framework.video.dataset import ClipDataset, SampleRecord
 from aqa_framework.video.params import VideoParams, expand_path
 
-__all__ = ["AQA7_ACTIONS", "AQA7Dataset", "read_split_matrix"]
+__all__ = ["AQA7_ACTIONS", "AQA7Dataset", "AQA7Files", "read_split_matrix"]
 
 AQA7_ACTIONS = (
     "diving",
@@ -78,6 +78,72 @@ def read_split_matrix(path: str | Path, variable: str | None = None) -> np.ndarr
     return arr
 
 
+class AQA7Files(BaseModel):
+    """Where the AQA-7 split files and videos live and which action to read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: str = Field(description="Folder of the split .mat files.")
+    action: str | int = Field(
+        "gym_vault",
+        description="Action by name (diving, gym_vault, ski_big_air, snowboard_big_air, "
+        "sync_diving_3m, sync_diving_10m) or 1-based index.",
+    )
+    train_list: str = Field(
+        "consolidated_train_list.mat", description="Train split file, relative to root."
+    )
+    test_list: str = Field(
+        "consolidated_test_list.mat", description="Test split file, relative to root."
+    )
+    score_divisor: float | None = Field(
+        None,
+        gt=0,
+        description="Divide the file's scores by this; null detects it (100 when the file "
+        "stores score x 100).",
+    )
+    score_range: tuple[float, float] | None = Field(
+        None,
+        description="(low, high) of final_score; default: the action's range over both splits.",
+    )
+    layout: Literal["frames", "videos"] = Field(
+        "frames", description="'frames': JPEG folders per sample; 'videos': a video per sample."
+    )
+    videos_dir: str = Field(
+        ".", description="Folder of the frame folders or videos, relative to root."
+    )
+    video_pattern: str | None = Field(
+        None,
+        description="Sample folder or video inside videos_dir, formatted with action and "
+        "sample; default '{action}-out/{sample:03d}' (frames) or '{action}/{sample:03d}.avi'.",
+    )
+    frame_pattern: str = Field(
+        "img_{index:05d}.jpg", description="File name of a frame in a sample folder."
+    )
+    first_frame_number: int = Field(1, ge=0, description="Number in the first frame's name.")
+
+    @field_validator("action")
+    @classmethod
+    def _known_action(cls, value: str | int) -> str | int:
+        if isinstance(value, int):
+            if not 1 <= value <= len(AQA7_ACTIONS):
+                raise ValueError(f"action index must be 1..{len(AQA7_ACTIONS)}")
+        elif value not in AQA7_ACTIONS:
+            raise ValueError(f"unknown action {value!r}; choose from {', '.join(AQA7_ACTIONS)}")
+        return value
+
+    @property
+    def action_index(self) -> int:
+        """1-based index of the action."""
+        if isinstance(self.action, int):
+            return self.action
+        return AQA7_ACTIONS.index(self.action) + 1
+
+    @property
+    def action_name(self) -> str:
+        """Name of the action."""
+        return AQA7_ACTIONS[self.action_index - 1]
+
+
 class AQA7Dataset(ClipDataset):
     """AQA-7, one action (gymnastic vault by default): final score from the split-4 lists."""
 
@@ -85,71 +151,12 @@ class AQA7Dataset(ClipDataset):
     frame_pattern: ClassVar[str] = "img_{index:05d}.jpg"
     first_frame_number: ClassVar[int] = 1
 
-    class Params(VideoParams):
-        """Parameters of ``aqa-7`` (sampling and transforms as in :class:`VideoParams`)."""
+    class Params(VideoParams, AQA7Files):
+        """Parameters of ``aqa-7``: files and action, then sampling and transforms."""
 
-        root: str = Field(description="Folder of the split .mat files.")
-        action: str | int = Field(
-            "gym_vault",
-            description="Action by name (diving, gym_vault, ski_big_air, snowboard_big_air, "
-            "sync_diving_3m, sync_diving_10m) or 1-based index.",
-        )
-        train_list: str = Field(
-            "consolidated_train_list.mat", description="Train split file, relative to root."
-        )
-        test_list: str = Field(
-            "consolidated_test_list.mat", description="Test split file, relative to root."
-        )
-        score_divisor: float | None = Field(
-            None,
-            gt=0,
-            description="Divide the file's scores by this; null detects it (100 when the file "
-            "stores score x 100).",
-        )
-        score_range: tuple[float, float] | None = Field(
-            None,
-            description="(low, high) of final_score; default: the action's range over both splits.",
-        )
-        layout: Literal["frames", "videos"] = Field(
-            "frames", description="'frames': JPEG folders per sample; 'videos': a video per sample."
-        )
-        videos_dir: str = Field(
-            ".", description="Folder of the frame folders or videos, relative to root."
-        )
-        video_pattern: str | None = Field(
-            None,
-            description="Sample folder or video inside videos_dir, formatted with action and "
-            "sample; default '{action}-out/{sample:03d}' (frames) or '{action}/{sample:03d}.avi'.",
-        )
-        frame_pattern: str = Field(
-            "img_{index:05d}.jpg", description="File name of a frame in a sample folder."
-        )
-        first_frame_number: int = Field(1, ge=0, description="Number in the first frame's name.")
         jitter: int = Field(
             0, ge=0, description="Training only: random window shift; the reference code uses 0."
         )
-
-        @field_validator("action")
-        @classmethod
-        def _known_action(cls, value: str | int) -> str | int:
-            if isinstance(value, int):
-                if not 1 <= value <= len(AQA7_ACTIONS):
-                    raise ValueError(f"action index must be 1..{len(AQA7_ACTIONS)}")
-            elif value not in AQA7_ACTIONS:
-                raise ValueError(f"unknown action {value!r}; choose from {', '.join(AQA7_ACTIONS)}")
-            return value
-
-        @property
-        def action_index(self) -> int:
-            """1-based index of the action."""
-            if isinstance(self.action, int):
-                return self.action
-            return AQA7_ACTIONS.index(self.action) + 1
-
-        @property
-        def action_name(self) -> str:
-            """Name of the action."""
-            return AQA7_ACTIONS[self.action_index - 1]
 
     params: Params
 

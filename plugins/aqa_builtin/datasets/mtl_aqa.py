@@ -45,7 +45,7 @@ import pickle
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aqa_framework.errors import DataError
 from aqa_framework.targets import CaptionTarget, ClassField, ScoreTarget, Targets
@@ -59,6 +59,7 @@ __all__ = [
     "SS_LABELS",
     "TW_LABELS",
     "MTLAQADataset",
+    "MTLAQAFiles",
     "load_release_pickle",
     "sample_key",
 ]
@@ -133,6 +134,59 @@ def _as_key(raw: Any) -> tuple[int, int] | None:
         return None
 
 
+class MTLAQAFiles(BaseModel):
+    """Where an MTL-AQA-format dataset lives and how its files and videos are named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: str = Field(
+        description="Folder of the annotation files, e.g. .../Ready_2_Use/MTL-AQA_split_0_data."
+    )
+    annotations: str = Field(
+        "final_annotations_dict.pkl", description="Annotation pickle, relative to root."
+    )
+    captions: str | None = Field(
+        "final_captions_dict.pkl",
+        description="Caption pickle, relative to root; null for a dataset without captions.",
+    )
+    vocab: str = Field("vocab.json", description="Caption vocabulary, relative to root.")
+    train_split: str = Field("train_split_0.pkl", description="Train keys, relative to root.")
+    test_split: str = Field("test_split_0.pkl", description="Test keys, relative to root.")
+    layout: Literal["videos", "frames", "sample_videos"] = Field(
+        "videos",
+        description="'videos': whole event videos read by frame index; 'frames': extracted "
+        "JPEG folders per event; 'sample_videos': one trimmed video per dive.",
+    )
+    videos_dir: str | None = Field(
+        None,
+        description="Folder of the videos or frame folders (relative to root); default "
+        "'whole_videos', or 'whole_videos_frames' for layout 'frames'.",
+    )
+    video_pattern: str | None = Field(
+        None,
+        description="Name of a video inside videos_dir, formatted with event and dive; "
+        "default '{event:02d}.mp4' (videos), '{event:02d}' (frames), "
+        "'{event:02d}_{dive:02d}.mp4' (sample_videos).",
+    )
+    frame_pattern: str = Field(
+        "{index:06d}.jpg", description="File name of a frame in a frame folder."
+    )
+    first_frame_number: int = Field(
+        1, ge=0, description="Number in the file name of the first frame (ffmpeg: 1)."
+    )
+    max_caption_length: int = Field(
+        98,
+        ge=1,
+        description="Words kept per caption (without <sos>/<eos>); 98 gives the official "
+        "100-token sequences. Longer captions are cut and end with <eos>.",
+    )
+    score_range: tuple[float, float] | None = Field(
+        None,
+        description="(low, high) of final_score; default 0 to the highest score in the "
+        "annotations (104.5 for MTL-AQA).",
+    )
+
+
 class MTLAQADataset(ClipDataset):
     """MTL-AQA diving: final score, five dive classes and commentary captions (release format)."""
 
@@ -140,55 +194,8 @@ class MTLAQADataset(ClipDataset):
     frame_pattern: ClassVar[str] = "{index:06d}.jpg"
     first_frame_number: ClassVar[int] = 1
 
-    class Params(VideoParams):
-        """Parameters of ``mtl-aqa`` (sampling and transforms as in :class:`VideoParams`)."""
-
-        root: str = Field(
-            description="Folder of the annotation files, e.g. .../Ready_2_Use/MTL-AQA_split_0_data."
-        )
-        annotations: str = Field(
-            "final_annotations_dict.pkl", description="Annotation pickle, relative to root."
-        )
-        captions: str | None = Field(
-            "final_captions_dict.pkl",
-            description="Caption pickle, relative to root; null for a dataset without captions.",
-        )
-        vocab: str = Field("vocab.json", description="Caption vocabulary, relative to root.")
-        train_split: str = Field("train_split_0.pkl", description="Train keys, relative to root.")
-        test_split: str = Field("test_split_0.pkl", description="Test keys, relative to root.")
-        layout: Literal["videos", "frames", "sample_videos"] = Field(
-            "videos",
-            description="'videos': whole event videos read by frame index; 'frames': extracted "
-            "JPEG folders per event; 'sample_videos': one trimmed video per dive.",
-        )
-        videos_dir: str | None = Field(
-            None,
-            description="Folder of the videos or frame folders (relative to root); default "
-            "'whole_videos', or 'whole_videos_frames' for layout 'frames'.",
-        )
-        video_pattern: str | None = Field(
-            None,
-            description="Name of a video inside videos_dir, formatted with event and dive; "
-            "default '{event:02d}.mp4' (videos), '{event:02d}' (frames), "
-            "'{event:02d}_{dive:02d}.mp4' (sample_videos).",
-        )
-        frame_pattern: str = Field(
-            "{index:06d}.jpg", description="File name of a frame in a frame folder."
-        )
-        first_frame_number: int = Field(
-            1, ge=0, description="Number in the file name of the first frame (ffmpeg: 1)."
-        )
-        max_caption_length: int = Field(
-            98,
-            ge=1,
-            description="Words kept per caption (without <sos>/<eos>); 98 gives the official "
-            "100-token sequences. Longer captions are cut and end with <eos>.",
-        )
-        score_range: tuple[float, float] | None = Field(
-            None,
-            description="(low, high) of final_score; default 0 to the highest score in the "
-            "annotations (104.5 for MTL-AQA).",
-        )
+    class Params(VideoParams, MTLAQAFiles):
+        """Parameters of ``mtl-aqa``: files and layout, then sampling and transforms."""
 
     params: Params
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aqa_framework.errors import DataError
 from aqa_framework.video.cache import settings_hash
@@ -27,7 +27,7 @@ from aqa_framework.video.params import expand_path
 
 from .mtl_aqa import MTLAQADataset
 
-__all__ = ["SyntheticDivingDataset", "default_root"]
+__all__ = ["SyntheticDivingDataset", "SyntheticSettings", "default_root"]
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +46,40 @@ def default_root(dives: int, seed: int, size: tuple[int, int], dives_per_event: 
     return Path(".aqa-cache") / f"synthetic-diving-{digest}"
 
 
+class SyntheticSettings(BaseModel):
+    """What the generator draws (the data is generated once per combination)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dives: int = Field(300, ge=4, description="Number of dives to generate.")
+    seed: int = Field(0, description="Generator seed (same seed, same dives and frames).")
+    size: tuple[int, int] = Field(
+        (96, 72), description="Frame (width, height) of the generated videos (even, >= 32)."
+    )
+    dives_per_event: int = Field(30, ge=1, description="Dives per generated event video.")
+    workers: int = Field(1, ge=1, description="Processes used to generate the videos.")
+
+    @field_validator("size")
+    @classmethod
+    def _even_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 32 or value[0] % 2 or value[1] % 2:
+            raise ValueError("size must be two even numbers >= 32, e.g. [96, 72]")
+        return value
+
+
 class SyntheticDivingDataset(MTLAQADataset):
     """Synthetic diving in the MTL-AQA format, generated on first use (not real diving)."""
 
     name: ClassVar[str] = "synthetic-diving"
 
-    class Params(MTLAQADataset.Params):
-        """``mtl-aqa`` parameters plus the generator's; defaults suit the small synthetic frames."""
+    class Params(MTLAQADataset.Params, SyntheticSettings):
+        """Generator settings, then the ``mtl-aqa`` parameters (defaults suit small frames)."""
 
         root: str | None = Field(  # type: ignore[assignment]
             None,
             description="Where the data lives (generated there if missing); default "
             "'.aqa-cache/synthetic-diving-<hash of the settings>' in the current directory.",
         )
-        dives: int = Field(300, ge=4, description="Number of dives to generate.")
-        seed: int = Field(0, description="Generator seed (same seed, same dives and frames).")
-        size: tuple[int, int] = Field(
-            (96, 72), description="Frame (width, height) of the generated videos (even, >= 32)."
-        )
-        dives_per_event: int = Field(30, ge=1, description="Dives per generated event video.")
-        workers: int = Field(1, ge=1, description="Processes used to generate the videos.")
         resize: tuple[int, int] | None = Field(
             None, description="Resize every frame to (width, height); null keeps the 96x72 frames."
         )
@@ -75,6 +89,17 @@ class SyntheticDivingDataset(MTLAQADataset):
         max_caption_length: int = Field(
             60, ge=1, description="Words kept per caption (the synthetic ones have at most ~50)."
         )
+
+        @model_validator(mode="after")
+        def _crop_fits(self) -> SyntheticDivingDataset.Params:
+            crop = self.crop_hw
+            width, height = self.resize or self.size
+            if crop is not None and (crop[0] > height or crop[1] > width):
+                raise ValueError(
+                    f"crop {crop[0]}x{crop[1]} (height x width) is larger than the "
+                    f"{width}x{height} frames; lower crop or set resize"
+                )
+            return self
 
     params: Params
 

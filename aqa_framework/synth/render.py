@@ -1,7 +1,8 @@
 """Draw synthetic dives with vectorised numpy: a side view of a platform, a diver and the pool.
 
-Geometry (fractions of the frame): the platform edge is at x = 0.36 W, its top at y = 0.45 H,
-the water line at y = 0.86 H; the diver is about 0.3 H tall. What is visible:
+The camera follows the diver down (as broadcasts do), so the diver stays large, about 0.4 of
+the frame height: the platform scrolls out at the top, the pool comes in at the bottom and the
+camera stops at the entry to watch the splash. What is visible:
 
 * **position**: the body shape in the air: free = straight, pike = a closed V, tuck = a
   compact ball with the arms round the shins (it opens straight before the entry); the legs
@@ -101,7 +102,11 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 class Scene:
-    """The pool of one event: background and geometry for frames of ``width x height``.
+    """The pool of one event, filmed by a camera that follows the diver down.
+
+    The scene is a world twice as tall as a frame; each frame shows the rows the camera looks
+    at, so the diver stays large (about 0.4 of the frame height) and near the middle, as in a
+    broadcast, while the platform scrolls out at the top and the pool comes in at the bottom.
 
     Args:
         width: Frame width in pixels (even).
@@ -111,40 +116,49 @@ class Scene:
 
     def __init__(self, width: int, height: int, rng: np.random.Generator) -> None:
         self.width, self.height = width, height
-        self.unit = 0.30 * height  # body length
-        self.water_y = 0.86 * height
-        self.platform_y = 0.45 * height
-        self.edge_x = 0.36 * width
+        self.world_height = 2 * height
+        self.unit = 0.40 * height  # body length
+        self.platform_y = 0.75 * height  # world coordinates
+        self.water_y = 1.75 * height
+        self.edge_x = 0.30 * width
         self.pad = int(math.ceil(0.95 * self.unit)) + 2
-        self.background = self._background(rng)
+        self.world = self._background(rng)
+
+    @property
+    def background(self) -> np.ndarray:
+        """The first frame's view of the empty pool (the platform)."""
+        return self.world[: self.height]
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         h, w = self.height, self.width
-        y = np.arange(h, dtype=np.float32)[:, None, None]
+        y = np.arange(self.world_height, dtype=np.float32)[:, None, None]
         x = np.arange(w, dtype=np.float32)[None, :, None]
         tint = rng.uniform(-10, 10, size=3).astype(np.float32)
-        sky_top = np.array([28, 36, 64], np.float32) + tint
-        sky_low = np.array([58, 74, 110], np.float32) + tint
+        sky_top = np.array([24, 30, 58], np.float32) + tint
+        sky_low = np.array([70, 86, 124], np.float32) + tint
         frac = np.clip(y / self.water_y, 0, 1)
         img = sky_top * (1 - frac) + sky_low * frac + 0 * x
+        stripes = (np.floor(y / (0.25 * h)) % 2 == 0) & (x > 0.9 * w)  # a wall that scrolls
+        img = np.where(stripes, img + 14.0, img)
         water = np.array([24, 96, 160], np.float32) + tint
         ripple = 9.0 * np.sin(1.3 * y + 0.25 * np.sin(0.4 * x)) * (y >= self.water_y)
         img = np.where(y >= self.water_y, water + ripple, img)
-        on_platform = (x < self.edge_x) & (y >= self.platform_y) & (y < self.platform_y + 0.04 * h)
-        img = np.where(on_platform, np.float32(150.0), img)
-        tower = (x < 0.12 * w) & (y >= self.platform_y + 0.04 * h) & (y < self.water_y)
+        slab = (x < self.edge_x) & (y >= self.platform_y) & (y < self.platform_y + 0.05 * h)
+        img = np.where(slab, np.float32(150.0), img)
+        tower = (x < 0.12 * w) & (y >= self.platform_y + 0.05 * h) & (y < self.water_y)
         img = np.where(tower, np.array([82, 82, 96], np.float32), img)
         return np.clip(img, 0, 255).astype(np.uint8)
 
     # -- poses -------------------------------------------------------------------------------
 
     def poses(self, dive: Dive, offsets: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-frame pose of a dive at the window offsets ``offsets``.
+        """Per-frame pose of a dive at the window offsets ``offsets``, in world coordinates.
 
         Returns:
             Arrays ``visible`` (False where the diver is not shown), ``x``, ``y`` (hip),
-            ``theta`` (radians, clockwise), ``facing``, ``shape`` and ``twist_b`` (suit
-            colour), one value per offset, and the scalars ``entry_offset`` and ``entry_x``.
+            ``theta`` (radians, clockwise), ``facing``, ``shape``, ``twist_b`` (suit colour)
+            and ``camera`` (top row of the view), one value per offset, and the scalars
+            ``entry_offset`` and ``entry_x``.
         """
         t = offsets.astype(np.float32)
         facing = 1.0 if dive.rotation_type in (1, 3) else -1.0  # forward/reverse face the water
@@ -152,11 +166,11 @@ class Scene:
         theta0 = math.pi if dive.armstand else 0.0
         turn = math.radians(dive.ss_no * 180.0 + dive.rotation_error)
         u = self.unit
-        x0 = self.edge_x - 0.05 * self.height
+        x0 = self.edge_x - 0.04 * self.width
         y0 = self.platform_y - (0.84 if dive.armstand else 0.52) * u
-        x1 = self.edge_x + (0.10 + dive.drift) * self.width
+        x1 = self.edge_x + (0.14 + dive.drift) * self.width
         y1 = self.water_y - 0.15 * u
-        lift = 0.12 * self.height
+        lift = 0.15 * self.height
         t_stance = float(dive.lead)
         t0 = t_stance + STANCE
         t1 = t0 + FLIGHT
@@ -166,12 +180,14 @@ class Scene:
         y = y0 - lift * p + (lift + y1 - y0) * p * p
         v_end = (2 * (lift + y1 - y0) - lift) / FLIGHT  # px per frame at the entry
         y = np.where(t > t1, y1 + v_end * (t - t1), y)
-        rot = _smoothstep((p - 0.04) / 0.78)
+        rot = _smoothstep((p - 0.04) / 0.80)
         theta = theta0 + spin * turn * rot
-        tucked = (p > 0.08) & (p < 0.82) & (t >= t0)
+        tucked = (p > 0.06) & (p < 0.86) & (t >= t0)
         shape = np.where(tucked, dive.position if dive.position else _STRAIGHT, _STRAIGHT)
         shape = np.where(t < t0, _ARMSTAND if dive.armstand else _STAND, shape)
         phase = math.pi * dive.tw_no * np.clip((p - 0.1) / 0.7, 0.0, 1.0)
+        follow = np.minimum(y, y1)  # the camera stops at the entry and watches the splash
+        camera = np.clip(np.round(follow - 0.45 * self.height), 0, self.world_height - self.height)
         return {
             "visible": (t >= t_stance) & (t <= t1 + UNDER),
             "x": x.astype(np.float32),
@@ -180,6 +196,7 @@ class Scene:
             "facing": np.full(t.shape, facing, np.float32),
             "shape": shape.astype(np.int64),
             "twist_b": np.cos(phase) < 0,
+            "camera": camera.astype(np.int64),
             "entry_offset": np.float32(t1),
             "entry_x": np.float32(x1),
         }
@@ -190,21 +207,20 @@ class Scene:
         """Frames ``(n_frames, H, W, 3)`` uint8 of one dive segment.
 
         Args:
-            dive: The dive, or ``None`` for empty pool frames.
+            dive: The dive, or ``None`` for frames of the empty platform.
             n_frames: Frames in the segment.
             window_start: Index (within the segment) of the window's first frame.
         """
-        frames = np.broadcast_to(self.background, (n_frames, *self.background.shape)).copy()
         if dive is None:
-            return frames
+            return np.broadcast_to(self.background, (n_frames, *self.background.shape)).copy()
         offsets = np.arange(n_frames) - window_start
         pose = self.poses(dive, offsets)
+        rows = pose["camera"][:, None] + np.arange(self.height)[None, :]
+        frames = self.world[rows]  # (n, H, W, 3): each frame's view of the world
         idx = np.flatnonzero(pose["visible"])
         if idx.size:
             self._draw_diver(frames, idx, {k: v[idx] if np.ndim(v) else v for k, v in pose.items()})
-        self._draw_splash(
-            frames, offsets, dive, float(pose["entry_offset"]), float(pose["entry_x"])
-        )
+        self._draw_splash(frames, offsets, dive, pose)
         return frames
 
     def _draw_diver(self, frames: np.ndarray, idx: np.ndarray, pose: dict) -> None:
@@ -218,10 +234,12 @@ class Scene:
         radius, alpha = shapes[..., 4] * u, shapes[..., 5]
         c, s = np.cos(pose["theta"])[:, None], np.sin(pose["theta"])[:, None]
         # rotate clockwise on screen by theta (y points down), scale, move to the hip
+        hip_y = (pose["y"] - pose["camera"])[:, None]  # view coordinates
+        water = (self.water_y - pose["camera"]).astype(np.float32)  # water line in each view
         pax = pose["x"][:, None] + u * (ax * c - ay * s)
-        pay = pose["y"][:, None] + u * (ax * s + ay * c)
+        pay = hip_y + u * (ax * s + ay * c)
         pbx = pose["x"][:, None] + u * (bx * c - by * s)
-        pby = pose["y"][:, None] + u * (bx * s + by * c)
+        pby = hip_y + u * (bx * s + by * c)
         suit = np.where(pose["twist_b"][:, None], _SUIT_B, _SUIT_A)  # (n, 3)
         colours = [_LEGS, _LEGS, None, _SKIN, _SKIN]  # None: the suit (twist colour)
         for k in range(shapes.shape[1]):  # one capsule at a time, in a small box around it
@@ -249,28 +267,27 @@ class Scene:
             along = np.clip((dx * sx + dy * sy) / (sx * sx + sy * sy + 1e-6), 0.0, 1.0)
             dist = np.hypot(dx - along * sx, dy - along * sy)
             cov = np.clip(r[:, None, None] + 0.5 - dist, 0.0, 1.0)
-            cov *= np.where(py > self.water_y, np.float32(0.3), np.float32(1.0))
+            cov *= np.where(py > water[rows, None, None], np.float32(0.3), np.float32(1.0))
             fixed = colours[k]
             colour = suit[rows] if fixed is None else np.broadcast_to(fixed, (rows.size, 3))
             patch += cov[..., None] * (colour[:, None, None, :] - patch)
             canvas[where] = np.clip(patch + 0.5, 0, 255)
         frames[idx] = canvas[:, pad : pad + h, pad : pad + w]
 
-    def _draw_splash(
-        self, frames: np.ndarray, offsets: np.ndarray, dive: Dive, t_entry: float, x_entry: float
-    ) -> None:
-        age = offsets - t_entry
+    def _draw_splash(self, frames: np.ndarray, offsets: np.ndarray, dive: Dive, pose: dict) -> None:
+        age = offsets - float(pose["entry_offset"])
         sel = np.flatnonzero((age >= 0) & (age < SPLASH))
         if sel.size == 0:
             return
         a = age[sel].astype(np.float32)
         env = np.minimum(a / 4.0, 1.0) * np.exp(-np.maximum(a - 4.0, 0.0) / 8.0)
         size = dive.splash
-        half_w = (0.03 + 0.13 * size) * self.height
-        height = (0.03 + 0.42 * size) * self.height * env + 1e-3
+        x_entry = float(pose["entry_x"])
+        half_w = (0.03 + 0.15 * size) * self.height
+        height = (0.03 + 0.45 * size) * self.height * env + 1e-3
         y = np.arange(self.height, dtype=np.float32)[None, :, None] + 0.5
         x = np.arange(self.width, dtype=np.float32)[None, None, :] + 0.5
-        wy = self.water_y
+        wy = (self.water_y - pose["camera"][sel]).astype(np.float32)[:, None, None]
         r2 = ((x - x_entry) / half_w) ** 2 + ((y - wy) / height[:, None, None]) ** 2
         plume = np.clip((1.0 - r2) * 4.0, 0.0, 1.0) * (y < wy)
         foam_band = (y >= wy) & (y < wy + 0.05 * self.height)

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-
 from pydantic import BaseModel
 from torch import Tensor, nn
 from torch.utils.data import Dataset

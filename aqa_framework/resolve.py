@@ -65,7 +65,9 @@ def _resolve_one(
     return ResolvedComponent(kind, comp.name, cls, params, path, weight)
 
 
-def resolve(spec: Spec, registry: Registry | None = None, source: str | None = None) -> ResolvedSpec:
+def resolve(
+    spec: Spec, registry: Registry | None = None, source: str | None = None
+) -> ResolvedSpec:
     """Bind every component of a spec to its class and validate its params.
 
     Args:

@@ -119,7 +119,9 @@ class TrainSpec(_Strict):
     max_steps_per_epoch: int | None = Field(
         None, ge=1, description="Stop each epoch after this many steps (quick experiments)."
     )
-    checkpoint_every: int = Field(1, ge=1, description="Save a resumable checkpoint every N epochs.")
+    checkpoint_every: int = Field(
+        1, ge=1, description="Save a resumable checkpoint every N epochs."
+    )
 
 
 class EvalSpec(_Strict):

@@ -4,7 +4,8 @@ All three read the same clips: the script generates synthetic event videos (seve
 each) in a temporary folder, extracts the same frames as JPEG folders (the official
 ``whole_videos_frames/NN/000001.jpg`` layout) and then times, over every sample of the split,
 
-* ``decode``: the reader alone (uint8 frames of each sample's window, no transforms);
+* ``decode``: the reader alone (uint8 frames of each sample's window; video frames come out
+  already scaled to the resize by FFmpeg, JPEGs decoded at a reduced draft size);
 * ``pipeline``: the full ``mtl-aqa`` sample (read, resize, crop, normalise, (N, C, T, H, W));
 * ``cache (cold)`` / ``cache (warm)``: the pipeline with the decoded-frame cache, on the
   first epoch (decodes and writes) and on a later one (memory-mapped reads only).

@@ -75,7 +75,8 @@ def test_validate_unknown_backbone_is_one_clear_line(tmp_path, capsys):
 
 def test_validate_unknown_param_full_path(tmp_path, capsys):
     spec = tmp_path / "bad.yaml"
-    spec.write_text(SPEC.replace("c3dd", "c3d").replace("{name: score}", "{name: score, params: {hiden: 3}}"))
+    bad = SPEC.replace("c3dd", "c3d").replace("{name: score}", "{name: score, params: {hiden: 3}}")
+    spec.write_text(bad)
     code, _, err = run_cli(capsys, "validate", str(spec), "--no-build")
     assert code == 1 and "model.heads.score.params.hiden: unknown key" in err
 

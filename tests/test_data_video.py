@@ -209,3 +209,25 @@ def test_load_any_resamples_short_videos(index_video):
     assert idx[0] == 0 and (np.diff(idx) >= 0).all()
     long = ClipLoader.from_params(VideoParams(**RAW)).load_any(index_video)
     assert decode_clips(long)[0, 0] == 240 - 103
+
+
+def test_readers_scale_while_decoding_close_to_a_full_decode_and_resize(index_video, tmp_path):
+    idx = [10, 11, 150]
+    full = FrameTransform(resize=(40, 20), crop=None, mean=None)
+    expected = full(DecordVideoReader(index_video).read(idx))
+    scaled = DecordVideoReader(index_video, size=(40, 20)).read(idx)
+    assert scaled.shape == (3, 20, 40, 3)  # FFmpeg scaled the frames while decoding
+    assert (full(scaled) - expected).abs().mean() < 0.05
+    odd = DecordVideoReader(index_video, size=(48, 24))  # a width decord cannot scale to
+    frames = odd.read(idx)
+    assert frames.shape == (3, 32, 64, 3) and odd.size is None  # fell back to full frames
+    assert [decode_index(f) for f in frames] == idx
+
+    folder = write_index_frames(tmp_path / "f", 4)
+    big = np.kron(np.asarray(JpegFolderReader(folder).read([2]))[0], np.ones((4, 4, 1), np.uint8))
+    from PIL import Image
+
+    Image.fromarray(big).save(folder / "000003.jpg", quality=95)  # a 256x128 frame 2
+    draft = JpegFolderReader(folder, size=(64, 32)).read([2])
+    assert draft.shape[1:3] == (32, 64)  # decoded at 1/4 scale, not 128x256
+    assert decode_index(draft[0]) == 2

@@ -2,9 +2,9 @@ import sys
 import textwrap
 import warnings
 
+import fakeplugins as fp
 import pytest
 
-import fakeplugins as fp
 from aqa_framework.errors import PluginError, UnknownComponentError
 from aqa_framework.plugins import PluginLoadWarning
 from aqa_framework.registry import Registry

@@ -243,18 +243,18 @@ class _Run:
         test = open_dataset(self.resolved, spec.eval.split, train=False)
         sizes = {"train": len(train), "val": len(idx.val), spec.eval.split: len(test)}
         shape = dataset_input_shape(full)
-        if shape is None:  # not declared: one sample tells
-            shape = tuple(full[0]["video"].shape)
+        if shape is None:  # not declared: one (unaugmented) sample tells
+            shape = tuple(test[0]["video"].shape)
         return _Data(train, val, test, full.targets, sizes, shape)
 
     # ------------------------------------------------------------------ main
     def execute(self, run_dir: str | Path | None, resume: str | Path | None) -> Path:
         spec = self.spec
+        selection = resolve_selection(spec, has_val=spec.data.val_fraction > 0)
         folder, ckpt = self._folder(run_dir, resume)
         self.folder = folder
         configure_backends(self.device)
         data = self._data()
-        selection = resolve_selection(spec, has_val=data.val is not None)
         if ckpt is not None and ckpt.meta["targets"] != data.targets.model_dump(mode="json"):
             raise CheckpointError(
                 f"cannot resume {folder.path}: the dataset's targets changed since the run "

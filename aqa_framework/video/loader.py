@@ -109,6 +109,7 @@ class ClipLoader:
                 frame_pattern=self.frame_pattern,
                 first_index=self.first_index,
                 num_threads=self.decode_threads,
+                size=self.transform.resize,
             ),
         )
 
@@ -174,6 +175,7 @@ class ClipLoader:
         lo, hi = superset
         digest = settings_hash(
             version=CACHE_FORMAT_VERSION,
+            decoder_scaling=True,
             source=source_fingerprint(source),
             resize=self.transform.resize,
             crop=self.transform.crop,
@@ -209,6 +211,7 @@ class ClipLoader:
             frame_pattern=self.frame_pattern,
             first_index=self.first_index,
             num_threads=self.decode_threads,
+            size=self.transform.resize,
         )
         try:
             n = reader.num_frames

@@ -8,7 +8,10 @@ Every reader returns frames as a ``uint8`` numpy array ``(F, H, W, 3)`` (RGB) fo
 * a folder of JPEG frames (``whole_videos_frames/01/000001.jpg``): read with PIL; the file of
   frame ``i`` is ``pattern.format(index=i + first_index)``.
 
-decord is imported lazily, so frame folders work without it.
+Given the size the frames will be resized to, readers decode smaller frames: decord scales
+video frames while decoding (about twice as fast as full frames plus a resize) and PIL decodes
+JPEGs at a reduced power-of-two size. decord is imported lazily, so frame folders work without
+it.
 """
 
 from __future__ import annotations
@@ -98,11 +101,13 @@ class FrameReader(ABC):
 
 
 class DecordVideoReader(FrameReader):
-    """Reads frames of a video file with decord (``get_batch`` of all indices in one call).
+    """Reads frames of a video file with decord.
 
     Args:
         path: Video file (mp4, avi, mkv, ...).
         num_threads: Decoder threads (0 lets FFmpeg choose; 1 suits DataLoader workers).
+        size: ``(width, height)`` to scale frames to while decoding (FFmpeg's scaler, about
+            twice as fast as decoding full frames and resizing them afterwards), or ``None``.
 
     Raises:
         DataError: If the file is missing or cannot be opened as a video.
@@ -113,20 +118,28 @@ class DecordVideoReader(FrameReader):
     max_gap = 48
     """Needed frames further apart than this are reached by seeking instead of decoding."""
 
-    def __init__(self, path: str | Path, num_threads: int = 1) -> None:
+    def __init__(
+        self, path: str | Path, num_threads: int = 1, size: tuple[int, int] | None = None
+    ) -> None:
         super().__init__(path)
-        decord = require_decord()
         if not self.path.is_file():
             raise DataError(f"video file not found: {self.path}")
+        self.num_threads = num_threads
+        self.size = (int(size[0]), int(size[1])) if size else None
         try:
-            self._vr = decord.VideoReader(
-                str(self.path), ctx=decord.cpu(0), num_threads=num_threads
-            )
+            self._vr = self._open(self.size)
             self._n = len(self._vr)
         except Exception as exc:  # decord raises its own DECORDError / RuntimeError
             raise DataError(f"cannot open video {self.path}: {_short(exc)}") from exc
         if self._n <= 0:
             raise DataError(f"video {self.path} has no frames")
+
+    def _open(self, size: tuple[int, int] | None) -> Any:
+        decord = require_decord()
+        scale = {"width": size[0], "height": size[1]} if size else {}
+        return decord.VideoReader(
+            str(self.path), ctx=decord.cpu(0), num_threads=self.num_threads, **scale
+        )
 
     @property
     def num_frames(self) -> int:
@@ -135,29 +148,41 @@ class DecordVideoReader(FrameReader):
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
         uniq, inverse = np.unique(indices, return_inverse=True)
-        parts: list[np.ndarray] = []
         try:
-            for lo, hi in _runs(uniq, self.max_gap):
-                want = uniq[(uniq >= lo) & (uniq < hi)]
-                # Decode the run front to back in small contiguous batches: decord goes on
-                # decoding from where it stopped, while scattered indices make it seek for
-                # each one (1.3-3x slower); small batches bound the memory of unused frames
-                # (skip_frames is no faster than decoding them).
-                for start in range(lo, hi, self.chunk):
-                    stop = min(start + self.chunk, hi)
-                    sel = want[(want >= start) & (want < stop)] - start
-                    batch = self._vr.get_batch(list(range(start, stop))).asnumpy()
-                    if sel.size:
-                        parts.append(batch[sel])
+            frames = self._decode(uniq)
         except Exception as exc:
-            raise DataError(
-                f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: "
-                f"{_short(exc)}"
-            ) from exc
-        frames = np.concatenate(parts)
+            if self.size is None:
+                raise DataError(
+                    f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: "
+                    f"{_short(exc)}"
+                ) from exc
+            # decord cannot scale to a few widths (16, 24, 48, 72 fail its copy check):
+            # decode full frames from now on and let the transform resize them
+            self.size = None
+            self._vr = self._open(None)
+            return self._read(indices)
         if frames.ndim != 4 or frames.shape[0] != uniq.size or frames.shape[-1] != 3:
             raise DataError(f"{self.path}: decoder returned frames of shape {frames.shape}")
         return frames if uniq.size == indices.size and np.all(uniq == indices) else frames[inverse]
+
+    def _decode(self, uniq: np.ndarray) -> np.ndarray:
+        parts: list[np.ndarray] = []
+        for lo, hi in _runs(uniq, self.max_gap):
+            want = uniq[(uniq >= lo) & (uniq < hi)]
+            # Decode the run front to back in small contiguous batches: decord goes on
+            # decoding from where it stopped, while scattered indices make it seek for each
+            # one (1.3-3x slower); small batches bound the memory of unused frames
+            # (skip_frames is no faster than decoding them).
+            for start in range(lo, hi, self.chunk):
+                stop = min(start + self.chunk, hi)
+                sel = want[(want >= start) & (want < stop)] - start
+                batch = self._vr.get_batch(list(range(start, stop))).asnumpy()
+                if sel.size:
+                    parts.append(batch[sel])
+        frames = np.concatenate(parts)
+        if self.size is not None and frames.shape[1:3] != (self.size[1], self.size[0]):
+            raise RuntimeError(f"scaled frames have shape {frames.shape}")
+        return frames
 
     def close(self) -> None:
         """Drop the decoder."""
@@ -172,17 +197,25 @@ class JpegFolderReader(FrameReader):
         pattern: File name of a frame, formatted with ``index`` (default ``{index:06d}.jpg``,
             the layout ffmpeg's ``%06d.jpg`` writes).
         first_index: Number in the name of frame 0 (ffmpeg starts at 1).
+        size: ``(width, height)`` the frames will be resized to, or ``None``. JPEGs are then
+            decoded at the smallest power-of-two reduction that is still at least this large
+            (PIL's draft mode), which is much faster; the exact resize happens afterwards.
 
     Raises:
         DataError: If the folder does not exist or holds no frame 0.
     """
 
     def __init__(
-        self, path: str | Path, pattern: str = "{index:06d}.jpg", first_index: int = 1
+        self,
+        path: str | Path,
+        pattern: str = "{index:06d}.jpg",
+        first_index: int = 1,
+        size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(path)
         self.pattern = pattern
         self.first_index = first_index
+        self.size = size
         self._n: int | None = None
         if not self.path.is_dir():
             raise DataError(f"frame folder not found: {self.path}")
@@ -221,6 +254,8 @@ class JpegFolderReader(FrameReader):
             path = self.frame_path(i)
             try:
                 with Image.open(path) as img:
+                    if self.size is not None and img.format == "JPEG":
+                        img.draft("RGB", tuple(self.size))
                     frames.append(np.asarray(img.convert("RGB")))
             except FileNotFoundError as exc:
                 raise DataError(f"frame file missing: {path} (frame {i})") from exc
@@ -239,6 +274,7 @@ def open_reader(
     frame_pattern: str = "{index:06d}.jpg",
     first_index: int = 1,
     num_threads: int = 1,
+    size: tuple[int, int] | None = None,
 ) -> FrameReader:
     """Open a video file or a frame folder with the matching reader.
 
@@ -247,6 +283,8 @@ def open_reader(
         frame_pattern: File name pattern inside a frame folder.
         first_index: Number in the file name of frame 0.
         num_threads: Decoder threads for video files.
+        size: ``(width, height)`` the frames are going to be resized to: video frames are
+            scaled to it while decoding, JPEGs decoded at a reduced size no smaller than it.
 
     Returns:
         A :class:`FrameReader`.
@@ -256,10 +294,10 @@ def open_reader(
     """
     p = Path(path)
     if p.is_dir():
-        return JpegFolderReader(p, pattern=frame_pattern, first_index=first_index)
+        return JpegFolderReader(p, pattern=frame_pattern, first_index=first_index, size=size)
     if not p.exists():
         raise DataError(f"video not found: {p}")
-    return DecordVideoReader(p, num_threads=num_threads)
+    return DecordVideoReader(p, num_threads=num_threads, size=size)
 
 
 _INHERITED: list[Any] = []

@@ -44,35 +44,37 @@ _LEGS = np.array([70.0, 255.0, 120.0], dtype=np.float32)  # green, so the fold s
 _FOAM = np.array([240.0, 246.0, 252.0], dtype=np.float32)
 
 # Body shapes in body units (y down, head up, +x = the diver's front). Five capsules each:
-# thigh, shin, torso, head, arms as (ax, ay, bx, by, radius, alpha); suit colour for the first
-# three, skin for head and arms.
+# thigh, shin, torso, head, arms as (ax, ay, bx, by, radius, alpha); legs green, torso in the
+# suit colour, head and arms skin. The three flight positions differ in outline: a long line
+# (free, arms stretched overhead), a closed triangle (pike, hands on the ankles) and a ball
+# (tuck, arms round the shins).
 _PX, _PY = 0.5736, -0.8192  # pike leg direction (145 degrees from "down")
 _THIGH, _SHIN, _TORSO, _HEAD, _ARM = 0.13, 0.125, 0.14, 0.17, 0.08
 _SHAPES = np.array(
     [
-        # 0 straight (in the air: free position, take-off and entry); arms along the body
+        # 0 straight (free position, take-off and entry): arms stretched overhead
         [
             (0, 0, 0, 0.26, _THIGH, 1),
             (0, 0.26, 0, 0.52, _SHIN, 1),
             (0, 0, 0, -0.40, _TORSO, 1),
             (0, -0.55, 0, -0.55, _HEAD, 1),
-            (0, -0.40, 0, -0.40, _ARM, 0),
+            (0, -0.40, 0, -0.90, _ARM, 1),
         ],
-        # 1 pike: straight legs folded up in front of the body
+        # 1 pike: straight legs folded up in front of the body, hands on the ankles
         [
             (0, 0, 0.26 * _PX, 0.26 * _PY, _THIGH, 1),
             (0.26 * _PX, 0.26 * _PY, 0.52 * _PX, 0.52 * _PY, _SHIN, 1),
             (0, 0, 0, -0.40, _TORSO, 1),
             (0, -0.55, 0, -0.55, _HEAD, 1),
-            (0, -0.40, 0, -0.40, _ARM, 0),
+            (0, -0.38, 0.52 * _PX, 0.52 * _PY, _ARM, 1),
         ],
         # 2 tuck: knees to the chest, arms round the shins (a compact ball)
         [
-            (0, 0, 0.26, -0.16, 1.2 * _THIGH, 1),
-            (0.26, -0.16, 0.10, 0.06, 1.2 * _SHIN, 1),
-            (0, 0, 0, -0.36, 1.2 * _TORSO, 1),
-            (0, -0.50, 0, -0.50, _HEAD, 1),
-            (0, -0.30, 0.24, -0.08, _ARM, 1),
+            (0, 0, 0.24, -0.20, 1.3 * _THIGH, 1),
+            (0.24, -0.20, 0.08, 0.04, 1.3 * _SHIN, 1),
+            (0, 0, 0, -0.34, 1.25 * _TORSO, 1),
+            (0, -0.48, 0, -0.48, _HEAD, 1),
+            (0, -0.30, 0.26, -0.06, _ARM, 1),
         ],
         # 3 standing on the platform, arms raised to the front
         [

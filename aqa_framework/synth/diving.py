@@ -43,7 +43,7 @@ from aqa_framework.synth.render import WINDOW, Scene
 
 __all__ = ["GENERATOR_VERSION", "EventPlan", "SynthSummary", "generate_diving", "plan_dataset"]
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 """Bumped whenever the same settings would produce different data."""
 
 MARKER = "synthetic.json"

@@ -4,9 +4,11 @@ The camera follows the diver down (as broadcasts do), so the diver stays large, 
 the frame height: the platform scrolls out at the top, the pool comes in at the bottom and the
 camera stops at the entry to watch the splash. What is visible:
 
-* **position**: the body shape in the air: free = straight, pike = a closed V, tuck = a
-  compact ball with the arms round the shins (it opens straight before the entry); the legs
-  are green and the torso yellow or red, so the fold shows even at low resolution;
+* **position**: the outline in the air: free = a long straight line with the arms stretched
+  overhead, pike = a closed triangle (legs folded up, hands on the ankles), tuck = a compact
+  ball with the arms round the shins (pike and tuck open straight before the entry); the legs
+  are green, the torso yellow or red and the arms skin-coloured, so the fold shows even at low
+  resolution;
 * **armstand**: the dive starts from a handstand on the platform edge (body upside down);
 * **rotation type**: the stance faces the water (forward, reverse) or the platform (back,
   inward), arms raised to the front; the body turns clockwise (forward, back) or

@@ -1,0 +1,1 @@
+"""Built-in datasets: ``mtl-aqa`` (release format), ``aqa-7`` and ``synthetic-diving``."""

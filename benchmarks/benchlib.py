@@ -114,8 +114,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model")
     parser.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
-                        help="channels_last_3d convolutions for our model ('auto': on a GPU, "
-                        "as `aqa run` does)")
+                        help="channels_last_3d convolutions for our model ('auto': on, "
+                        "as `aqa run` does by default)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the official-approach reference (ours only)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -168,7 +168,7 @@ def resolve_settings(
         warmup=args.warmup if args.warmup is not None else default_warmup[i],
         compile=args.compile,
         channels_last=(
-            device.type == "cuda" if args.channels_last == "auto" else args.channels_last == "on"
+            args.channels_last != "off"
         ),
         reference=not args.no_reference,
         seed=args.seed,

@@ -178,3 +178,38 @@ def test_report_has_metrics_scatter_and_commentaries(tmp_path):
     assert "| parameters | 10 (backbone 10) |" in text
     (tmp_path / "results.json").write_text(json.dumps({"metrics": {"score.spearman": 0.9}}))
     assert final_metrics(tmp_path) == {"score.spearman": 0.9}
+
+
+def test_restored_optimizer_moments_take_the_layout_of_their_channels_last_weights():
+    from aqa_framework.engine.optim import build_optimizer, load_optimizer_state
+
+    def model():
+        torch.manual_seed(0)
+        conv = torch.nn.Conv3d(3, 4, 3)
+        conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last_3d)
+        return conv
+
+    def step(conv, opt):
+        conv(torch.ones(1, 3, 4, 4, 4)).square().sum().backward()
+        opt.step()
+        opt.zero_grad()
+
+    conv = model()
+    opt = build_optimizer(conv, spec_with().train)
+    step(conv, opt)
+    saved = dict(opt.state_dict())  # as a checkpoint gives it back: contiguous copies
+    saved["state"] = {
+        i: {k: v.clone(memory_format=torch.contiguous_format) for k, v in s.items()}
+        for i, s in saved["state"].items()
+    }
+    fresh = model()
+    fresh.load_state_dict(conv.state_dict())
+    restored = build_optimizer(fresh, spec_with().train)
+    load_optimizer_state(restored, saved)
+    moments = restored.state[fresh.weight]
+    assert saved["state"][0]["exp_avg"].stride() != fresh.weight.stride()
+    assert moments["exp_avg"].stride() == fresh.weight.stride()
+    assert torch.equal(moments["exp_avg"], opt.state[conv.weight]["exp_avg"])
+    step(conv, opt)
+    step(fresh, restored)
+    assert torch.equal(conv.weight, fresh.weight)

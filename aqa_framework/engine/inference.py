@@ -87,6 +87,8 @@ def load_trained_model(
     dev = resolve_device(device)
     model = build_model(resolved, targets, device=dev, input_shape=ckpt.meta.get("input_shape"))
     load_weights(model, ckpt.model_state, ckpt.path)
+    if spec.train.channels_last:
+        model.to_channels_last()
     model.eval()
     precision = resolve_precision(spec.train.precision, dev)
     return TrainedModel(model, resolved, targets, ckpt, dev, precision)

@@ -81,3 +81,26 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSpec) -> Any |
 def current_lr(optimizer: torch.optim.Optimizer) -> float:
     """Learning rate of the first parameter group."""
     return float(optimizer.param_groups[0]["lr"])
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Restore an optimizer's state with each per-parameter tensor laid out like its parameter.
+
+    ``torch.optim.Optimizer.load_state_dict`` keeps the memory format of the saved tensors
+    (checkpoints store them contiguous), so the moments of a ``channels_last_3d`` weight would
+    come back in another layout than an uninterrupted run has, and some element-wise kernels
+    round differently across layouts. Matching the layout makes a resumed run bit-identical.
+
+    Args:
+        optimizer: The optimizer, already holding the (possibly channels-last) parameters.
+        state: What ``optimizer.state_dict()`` returned.
+    """
+    optimizer.load_state_dict(state)
+    for param, slots in optimizer.state.items():
+        for name, value in slots.items():
+            if (
+                isinstance(value, torch.Tensor)
+                and value.shape == param.shape
+                and value.stride() != param.stride()
+            ):
+                slots[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)

@@ -32,7 +32,12 @@ from aqa_framework.engine.checkpoint import (
 from aqa_framework.engine.environment import collect_environment
 from aqa_framework.engine.loaders import EpochLoader, eval_loader
 from aqa_framework.engine.loop import EvalResult, StopRequested, evaluate, train_one_epoch
-from aqa_framework.engine.optim import build_optimizer, build_scheduler, current_lr
+from aqa_framework.engine.optim import (
+    build_optimizer,
+    build_scheduler,
+    current_lr,
+    load_optimizer_state,
+)
 from aqa_framework.engine.precision import (
     configure_backends,
     grad_scaler,
@@ -267,7 +272,7 @@ class _Run:
         model = build_model(
             self.resolved, data.targets, device=self.device, input_shape=data.input_shape
         )
-        if self.device.type == "cuda" and spec.train.channels_last:
+        if spec.train.channels_last:
             model.to_channels_last()
         if self.ctx.world_size > 1:
             seed_everything((spec.seed + 7919 * self.ctx.rank) % 2**32)
@@ -282,7 +287,7 @@ class _Run:
             load_weights(model, ckpt.model_state, ckpt.path)
             state = ckpt.training_state or {}
             try:
-                optimizer.load_state_dict(state["optimizer"])
+                load_optimizer_state(optimizer, state["optimizer"])
                 if scheduler is not None and state.get("scheduler") is not None:
                     scheduler.load_state_dict(state["scheduler"])
                 if state.get("scaler"):

@@ -4,9 +4,11 @@ All three read the same clips: the script generates synthetic event videos (seve
 each) in a temporary folder, extracts the same frames as JPEG folders (the official
 ``whole_videos_frames/NN/000001.jpg`` layout) and then times, over every sample of the split,
 
-* ``decode``: the reader alone (uint8 frames of each sample's window; video frames come out
-  already scaled to the resize by FFmpeg, JPEGs decoded at a reduced draft size);
+* ``decode``: the reader alone (uint8 frames of each sample's window: video frames at full
+  size, JPEGs decoded at PIL's reduced draft size, or at full size as the official code reads
+  them);
 * ``pipeline``: the full ``mtl-aqa`` sample (read, resize, crop, normalise, (N, C, T, H, W));
+  the video reader resizes 16 decoded frames at a time;
 * ``cache (cold)`` / ``cache (warm)``: the pipeline with the decoded-frame cache, on the
   first epoch (decodes and writes) and on a later one (memory-mapped reads only).
 
@@ -15,11 +17,16 @@ Usage::
     python benchmarks/bench_data.py                 # 640x360 videos, C3D-AVG sampling
     python benchmarks/bench_data.py --quick         # smaller and faster
     python benchmarks/bench_data.py --workers 4     # also through a DataLoader
+
+Single-process rows run with one torch thread (``--threads``), as a DataLoader worker does:
+decord decodes in a thread of its own, and on a small machine torch's intra-op threads
+competing with it slow both down.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -91,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--crop", type=int, default=112, help="Pipeline center crop.")
     ap.add_argument("--repeat", type=int, default=3, help="Timed passes (median reported).")
     ap.add_argument("--workers", type=int, default=0, help="Also time a DataLoader with N workers.")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (DataLoader workers use 1)."
+    )
     ap.add_argument("--jpeg-quality", type=int, default=90, help="Quality of extracted JPEGs.")
     ap.add_argument(
         "--quick", "--small", action="store_true", help="320x180, 8 dives, 1 pass (CPU smoke run)."
@@ -106,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from aqa_framework.synth.diving import generate_diving
 
+    torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.lower().split("x"))
     rw, rh = (int(v) for v in args.resize.lower().split("x"))
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="aqa-bench-data-"))
@@ -126,6 +137,15 @@ def main(argv: list[str] | None = None) -> None:
 
     video_ds = dataset()
     frames_ds = dataset(layout="frames")
+    official_ds = dataset(layout="frames")  # PIL at full size, as the official code reads
+    draft_reader = official_ds._loader.reader
+
+    def full_size_reader(source):
+        reader = draft_reader(source)
+        reader.size = None
+        return reader
+
+    official_ds._loader.reader = full_size_reader
     cache_ds = dataset(cache_dir=str(work / "cache"))
     n = len(video_ds)
     offsets = video_ds._loader.sampling.offsets()
@@ -153,8 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, fn in [
         ("decord whole video: decode", decode_only(video_ds)),
         ("JPEG folder (PIL): decode", decode_only(frames_ds)),
+        ("JPEG folder (PIL, full size): decode", decode_only(official_ds)),
         ("decord whole video: pipeline", pipeline(video_ds)),
         ("JPEG folder (PIL): pipeline", pipeline(frames_ds)),
+        ("JPEG folder (PIL, full size): pipeline", pipeline(official_ds)),
     ]:
         fn()  # warm-up: opens readers, fills the OS page cache
         rows.append((name, n * per_sample / _time(fn, args.repeat)))
@@ -174,13 +196,17 @@ def main(argv: list[str] | None = None) -> None:
             ("JPEG folder (PIL)", frames_ds),
             ("frame cache warm", cache_ds),
         ]:
-            dl = DataLoader(ds, batch_size=4, num_workers=args.workers)
+            # persistent workers, timed after a warm-up pass: the steady state of a long
+            # epoch, not the start-up of worker processes (which a six-sample pass would time)
+            dl = DataLoader(ds, batch_size=4, num_workers=args.workers, persistent_workers=True)
+            [None for _ in dl]
             rows.append(
                 (
                     f"{label}: DataLoader x{args.workers}",
                     n * per_sample / _time(lambda dl=dl: [None for _ in dl], args.repeat),
                 )
             )
+            del dl
 
     cache_mb = sum(p.stat().st_size for p in (work / "cache").rglob("*.npy")) / 2**20
     print("aqa-framework data loader benchmark (synthetic videos)")
@@ -205,17 +231,22 @@ def main(argv: list[str] | None = None) -> None:
     for name, fps in rows:
         print(f"  {name.ljust(width_name)}  {fps:10.0f}  {fps / base:15.2f}x")
     rate = dict(rows)
-    decode = rate["decord whole video: decode"] / rate["JPEG folder (PIL): decode"]
-    full = rate["decord whole video: pipeline"] / rate["JPEG folder (PIL): pipeline"]
-    print(
-        "\n  ratio decord whole video / JPEG folder (PIL), per frame: "
-        f"decode {decode:.2f}x, pipeline {full:.2f}x"
-    )
+    for jpeg in ("JPEG folder (PIL)", "JPEG folder (PIL, full size)"):
+        decode = rate["decord whole video: decode"] / rate[f"{jpeg}: decode"]
+        full = rate["decord whole video: pipeline"] / rate[f"{jpeg}: pipeline"]
+        print(
+            f"\n  ratio decord whole video / {jpeg}, per frame: "
+            f"decode {decode:.2f}x, pipeline {full:.2f}x",
+            end="",
+        )
+    print()
     need = 150 * per_sample  # the GPU training goal: 150 samples/s
-    single = [fps for name, fps in rows if "pipeline" in name and "cold" not in name]
+    decoding = max(fps for name, fps in rows if name.endswith(": pipeline"))
+    warm = rate["frame cache: pipeline, warm"]
     print(
-        f"  feeding 150 samples/s needs {need:,} frames/s: {need / max(single):.0f} processes at "
-        "the best single-process pipeline rate above"
+        f"  feeding 150 samples/s needs {need:,} frames/s: {math.ceil(need / decoding)} "
+        f"decoding process(es) at the best decoding pipeline rate, or "
+        f"{math.ceil(need / warm)} reading the warm frame cache"
     )
     if not args.keep:
         import shutil

@@ -113,6 +113,32 @@ def test_decord_reader_returns_the_requested_frames_in_order(index_video):
         reader.read([239, 240])
 
 
+def test_prepared_reads_equal_preparing_a_full_read_in_any_order(index_video, tmp_path):
+    prepare = FrameTransform(resize=(40, 20), crop=(16, 24), mean=None).prepare
+    seen: list[int] = []
+
+    def counting(frames):
+        seen.append(frames.shape[0])
+        return prepare(frames)
+
+    # unsorted, repeated, two runs far apart, a chunk boundary inside the first run
+    indices = [150, 5, 6, 30, 5, 151, 12, 200]
+    for reader in (
+        DecordVideoReader(index_video),
+        JpegFolderReader(write_index_frames(tmp_path / "f", 240)),
+    ):
+        seen.clear()
+        got = reader.read_prepared(indices, counting)
+        expected = prepare(reader.read(indices))
+        assert got.shape == (8, 3, 16, 24) and got.dtype == torch.uint8
+        assert torch.equal(got, expected)
+        assert sum(seen) == 7  # each distinct frame is prepared once
+        if isinstance(reader, DecordVideoReader):
+            assert max(seen) <= reader.chunk  # never a whole window of full frames at once
+    with pytest.raises(DataError, match="240 is out of range"):
+        DecordVideoReader(index_video).read_prepared([3, 240], prepare)
+
+
 def test_jpeg_folder_reader_counts_frames_and_reads_them(tmp_path):
     folder = write_index_frames(tmp_path / "07", 37)
     reader = open_reader(folder)

@@ -24,7 +24,7 @@ from aqa_framework.video.transforms import FrameTransform
 
 __all__ = ["CACHE_FORMAT_VERSION", "ClipLoader"]
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 
 
 class ClipLoader:
@@ -159,8 +159,7 @@ class ClipLoader:
         if self.cache is not None:
             prepared = self._cached(key, source, reader, plan.superset, indices)
         else:
-            uniq, inverse = np.unique(indices, return_inverse=True)
-            prepared = self.transform.prepare(reader.read(uniq))[torch.from_numpy(inverse)]
+            prepared = reader.read_prepared(indices, self.transform.prepare)
         return self._finish(prepared, flip)
 
     def _cached(
@@ -175,7 +174,6 @@ class ClipLoader:
         lo, hi = superset
         digest = settings_hash(
             version=CACHE_FORMAT_VERSION,
-            decoder_scaling=True,
             source=source_fingerprint(source),
             resize=self.transform.resize,
             crop=self.transform.crop,
@@ -183,7 +181,7 @@ class ClipLoader:
         )
         frames = self.cache.load(key, lo, hi, digest)
         if frames is None:
-            prepared = self.transform.prepare(reader.read(np.arange(lo, hi)))
+            prepared = reader.read_prepared(np.arange(lo, hi), self.transform.prepare)
             frames = prepared.permute(0, 2, 3, 1).contiguous().numpy()
             self.cache.store(key, lo, hi, digest, frames)
         picked = np.ascontiguousarray(frames[indices - lo])
@@ -221,8 +219,7 @@ class ClipLoader:
             else:
                 base = np.round(np.linspace(0, n - 1, window)).astype(np.int64)
             indices = base[self._offsets.reshape(-1)]
-            uniq, inverse = np.unique(indices, return_inverse=True)
-            prepared = self.transform.prepare(reader.read(uniq))[torch.from_numpy(inverse)]
+            prepared = reader.read_prepared(indices, self.transform.prepare)
             return self._finish(prepared, flip=False)
         finally:
             reader.close()

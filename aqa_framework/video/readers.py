@@ -8,10 +8,12 @@ Every reader returns frames as a ``uint8`` numpy array ``(F, H, W, 3)`` (RGB) fo
 * a folder of JPEG frames (``whole_videos_frames/01/000001.jpg``): read with PIL; the file of
   frame ``i`` is ``pattern.format(index=i + first_index)``.
 
-Given the size the frames will be resized to, readers decode smaller frames: decord scales
-video frames while decoding (about twice as fast as full frames plus a resize) and PIL decodes
-JPEGs at a reduced power-of-two size. decord is imported lazily, so frame folders work without
-it.
+Given the size the frames will be resized to, the JPEG reader decodes smaller frames (PIL's
+draft mode: a reduced power-of-two size, no smaller than needed). Video frames are decoded at
+full size and resized by the transform: FFmpeg's scaler inside decord (``size=``) was measured
+slower than a full decode plus torch's antialiased resize (0.7x at 640x360, 1.0x at 320x180,
+``benchmarks/bench_data.py``), so :func:`open_reader` does not use it. decord is imported
+lazily, so frame folders work without it.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aqa_framework.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DecordVideoReader",
@@ -84,6 +89,33 @@ class FrameReader(ABC):
         Raises:
             DataError: If an index is out of range or the data cannot be decoded.
         """
+        return self._read(self._checked(indices))
+
+    def read_prepared(
+        self, indices: Sequence[int] | np.ndarray, prepare: Callable[[Any], torch.Tensor]
+    ) -> torch.Tensor:
+        """Read frames and pass them through ``prepare`` (e.g. resize and crop).
+
+        The result equals ``prepare(self.read(indices))`` for a ``prepare`` that treats
+        frames independently, but a reader may apply it to a few frames at a time, so that
+        full-size frames never pile up in memory (the video reader does).
+
+        Args:
+            indices: Frame indices, any order, repeats allowed.
+            prepare: Maps ``uint8 (F, H, W, 3)`` frames (numpy or torch) to a tensor whose
+                first dimension is ``F``.
+
+        Returns:
+            The prepared frames, in the order of ``indices``.
+
+        Raises:
+            DataError: If an index is out of range or the data cannot be decoded.
+        """
+        idx = self._checked(indices)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        return _in_order(prepare(self._read(uniq)), uniq, idx, inverse)
+
+    def _checked(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size == 0:
             raise DataError(f"{self.path}: no frame indices requested")
@@ -94,7 +126,7 @@ class FrameReader(ABC):
                 f"{self.path}: frame index {hi if hi >= n else lo} is out of range "
                 f"(it has {n} frames, valid indices 0..{n - 1})"
             )
-        return self._read(idx)
+        return idx
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (file handles, decoder state)."""
@@ -106,8 +138,9 @@ class DecordVideoReader(FrameReader):
     Args:
         path: Video file (mp4, avi, mkv, ...).
         num_threads: Decoder threads (0 lets FFmpeg choose; 1 suits DataLoader workers).
-        size: ``(width, height)`` to scale frames to while decoding (FFmpeg's scaler, about
-            twice as fast as decoding full frames and resizing them afterwards), or ``None``.
+        size: ``(width, height)`` to scale frames to while decoding (FFmpeg's scaler), or
+            ``None`` for full frames. Saves memory on very large videos, but is slower than a
+            full decode plus the transform's resize on the machines measured.
 
     Raises:
         DataError: If the file is missing or cannot be opened as a video.
@@ -151,22 +184,59 @@ class DecordVideoReader(FrameReader):
         try:
             frames = self._decode(uniq)
         except Exception as exc:
-            if self.size is None:
-                raise DataError(
-                    f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: "
-                    f"{_short(exc)}"
-                ) from exc
-            # decord cannot scale to a few widths (16, 24, 48, 72 fail its copy check):
-            # decode full frames from now on and let the transform resize them
-            self.size = None
-            self._vr = self._open(None)
+            self._after_failure(uniq, exc)
             return self._read(indices)
         if frames.ndim != 4 or frames.shape[0] != uniq.size or frames.shape[-1] != 3:
             raise DataError(f"{self.path}: decoder returned frames of shape {frames.shape}")
         return frames if uniq.size == indices.size and np.all(uniq == indices) else frames[inverse]
 
-    def _decode(self, uniq: np.ndarray) -> np.ndarray:
-        parts: list[np.ndarray] = []
+    def read_prepared(
+        self, indices: Sequence[int] | np.ndarray, prepare: Callable[[Any], torch.Tensor]
+    ) -> torch.Tensor:
+        """Read frames and prepare them 16 at a time (see :meth:`FrameReader.read_prepared`).
+
+        Decoded frames reach ``prepare`` as torch tensors that share decord's memory (no
+        copy) and are dropped once prepared, so a window of 640x360 frames never lives in
+        memory at full size: at 640x360 this is about twice as fast as decoding the whole
+        window first.
+        """
+        import torch
+
+        idx = self._checked(indices)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        if self.size is not None:  # scaling decoder: keep its fallback logic in one place
+            return _in_order(prepare(self._read(uniq)), uniq, idx, inverse)
+        parts: list[torch.Tensor] = []
+        chunks = self._chunks(uniq, as_torch=True)
+        while True:
+            try:
+                frames = next(chunks)
+            except StopIteration:
+                break
+            except Exception as exc:
+                raise DataError(
+                    f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: "
+                    f"{_short(exc)}"
+                ) from exc
+            parts.append(prepare(frames))
+        prepared = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if prepared.shape[0] != uniq.size:
+            raise DataError(f"{self.path}: decoder returned {prepared.shape[0]} frames")
+        return _in_order(prepared, uniq, idx, inverse)
+
+    def _after_failure(self, uniq: np.ndarray, exc: Exception) -> None:
+        if self.size is None:
+            raise DataError(
+                f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: "
+                f"{_short(exc)}"
+            ) from exc
+        # decord cannot scale to a few widths (16, 24, 48, 72 fail its copy check):
+        # decode full frames from now on and let the transform resize them
+        self.size = None
+        self._vr = self._open(None)
+
+    def _chunks(self, uniq: np.ndarray, as_torch: bool = False) -> Iterator[Any]:
+        """The frames ``uniq`` (sorted, unique), a few at a time, in order."""
         for lo, hi in _runs(uniq, self.max_gap):
             want = uniq[(uniq >= lo) & (uniq < hi)]
             # Decode the run front to back in small contiguous batches: decord goes on
@@ -176,13 +246,34 @@ class DecordVideoReader(FrameReader):
             for start in range(lo, hi, self.chunk):
                 stop = min(start + self.chunk, hi)
                 sel = want[(want >= start) & (want < stop)] - start
-                batch = self._vr.get_batch(list(range(start, stop))).asnumpy()
-                if sel.size:
-                    parts.append(batch[sel])
-        frames = np.concatenate(parts)
-        if self.size is not None and frames.shape[1:3] != (self.size[1], self.size[0]):
-            raise RuntimeError(f"scaled frames have shape {frames.shape}")
-        return frames
+                batch = self._vr.get_batch(list(range(start, stop)))
+                if not sel.size:
+                    continue
+                if as_torch:
+                    import torch
+                    from torch.utils.dlpack import from_dlpack
+
+                    frames = from_dlpack(batch.to_dlpack())
+                    if sel.size != frames.shape[0]:
+                        frames = frames[torch.from_numpy(sel)]
+                else:
+                    frames = batch.asnumpy()
+                    if sel.size != frames.shape[0]:
+                        frames = frames[sel]
+                yield frames
+
+    def _decode(self, uniq: np.ndarray) -> np.ndarray:
+        out: np.ndarray | None = None
+        filled = 0
+        for frames in self._chunks(uniq):
+            if out is None:
+                out = np.empty((uniq.size, *frames.shape[1:]), dtype=frames.dtype)
+            out[filled : filled + frames.shape[0]] = frames
+            filled += frames.shape[0]
+        assert out is not None and filled == uniq.size
+        if self.size is not None and out.shape[1:3] != (self.size[1], self.size[0]):
+            raise RuntimeError(f"scaled frames have shape {out.shape}")
+        return out
 
     def close(self) -> None:
         """Drop the decoder."""
@@ -283,8 +374,8 @@ def open_reader(
         frame_pattern: File name pattern inside a frame folder.
         first_index: Number in the file name of frame 0.
         num_threads: Decoder threads for video files.
-        size: ``(width, height)`` the frames are going to be resized to: video frames are
-            scaled to it while decoding, JPEGs decoded at a reduced size no smaller than it.
+        size: ``(width, height)`` the frames are going to be resized to: JPEGs are decoded
+            at a reduced size no smaller than it; video files are decoded at full size.
 
     Returns:
         A :class:`FrameReader`.
@@ -297,7 +388,7 @@ def open_reader(
         return JpegFolderReader(p, pattern=frame_pattern, first_index=first_index, size=size)
     if not p.exists():
         raise DataError(f"video not found: {p}")
-    return DecordVideoReader(p, num_threads=num_threads, size=size)
+    return DecordVideoReader(p, num_threads=num_threads)
 
 
 _INHERITED: list[Any] = []
@@ -370,6 +461,17 @@ def _runs(sorted_indices: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
         (int(sorted_indices[a]), int(sorted_indices[b]) + 1)
         for a, b in zip(starts, ends, strict=True)
     ]
+
+
+def _in_order(
+    prepared: torch.Tensor, uniq: np.ndarray, indices: np.ndarray, inverse: np.ndarray
+) -> torch.Tensor:
+    """Frames prepared for the sorted unique ``uniq``, put in the order of ``indices``."""
+    if uniq.size == indices.size and np.all(uniq == indices):
+        return prepared
+    import torch
+
+    return prepared[torch.from_numpy(inverse)]
 
 
 def _short(exc: BaseException) -> str:

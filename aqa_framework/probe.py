@@ -316,15 +316,19 @@ def _resolved_with_data(resolved: Any, data: Mapping[str, Any] | None) -> Any:
     return resolve(parse_spec(raw, source="--train-data/--test-data"), source="data")
 
 
-def _loader(resolved: Any, split: str):
+def _loader(resolved: Any, split: str, device: str = "cpu"):
     from torch.utils.data import DataLoader
 
     from aqa_framework.builder import open_dataset
+    from aqa_framework.engine.loaders import resolve_num_workers
 
     ds = open_dataset(resolved, split, False)
     d = resolved.spec.data
     return ds, DataLoader(
-        ds, batch_size=d.eval_batch_size or d.batch_size, shuffle=False, num_workers=d.num_workers
+        ds,
+        batch_size=d.eval_batch_size or d.batch_size,
+        shuffle=False,
+        num_workers=resolve_num_workers(d.num_workers, device),
     )
 
 
@@ -361,7 +365,7 @@ def split_features(
     key = FeatureKey(model_hash, fingerprint_data(comp.name, comp.params), split, pooling.tag)
 
     def compute(missing: list[str]):
-        _, loader = _loader(resolved, split)
+        _, loader = _loader(resolved, split, device)
         return extract_features(backbone, loader, missing, pooling, device)
 
     info = {"dataset": comp.name, "params": comp.params.model_dump(mode="json")}

@@ -56,7 +56,12 @@ class DataSpec(ComponentSpec):
     eval_batch_size: int | None = Field(
         None, ge=1, description="Evaluation batch size; defaults to batch_size."
     )
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    num_workers: int | Literal["auto"] = Field(
+        "auto",
+        description="DataLoader worker processes per process. 'auto': none on a CPU (training "
+        "already uses every core; the frame cache makes loading cheap), on a GPU one per free "
+        "CPU core, at most 8.",
+    )
     val_fraction: float = Field(
         0.0,
         ge=0.0,
@@ -68,6 +73,13 @@ class DataSpec(ComponentSpec):
         None, ge=1, description="Train on a reproducible random subset of this many samples."
     )
     subset_seed: int = Field(0, description="Seed of the train_size subset and the val split.")
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _workers(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            return v
+        raise ValueError("must be a number of processes >= 0 or 'auto'")
 
 
 class OptimizerSpec(_Strict):
@@ -194,6 +206,8 @@ def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[tuple
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         if "input" in err and err["type"] not in {"missing", "extra_forbidden"}:
             shown = repr(err["input"])
             msg += f" (got {shown if len(shown) < 60 else shown[:57] + '...'})"

@@ -213,3 +213,18 @@ def test_restored_optimizer_moments_take_the_layout_of_their_channels_last_weigh
     step(conv, opt)
     step(fresh, restored)
     assert torch.equal(conv.weight, fresh.weight)
+
+
+def test_auto_workers_are_none_on_cpu_and_one_per_spare_core_on_gpu(monkeypatch):
+    from aqa_framework.engine.loaders import MAX_AUTO_WORKERS, resolve_num_workers
+
+    assert spec_with().data.num_workers == "auto"
+    assert resolve_num_workers("auto", "cpu") == 0
+    assert resolve_num_workers(3, "cpu") == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert resolve_num_workers("auto", "cuda:0") == MAX_AUTO_WORKERS
+    assert resolve_num_workers("auto", "cuda", world_size=4) == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert resolve_num_workers("auto", "cuda") == 1
+    with pytest.raises(SpecError, match="data.num_workers"):
+        parse_spec({**BASE, "data": {"name": "synthetic-diving", "num_workers": -1}})

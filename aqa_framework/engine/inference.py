@@ -15,7 +15,7 @@ import torch
 
 from aqa_framework.engine.checkpoint import Checkpoint, load_checkpoint, load_weights
 from aqa_framework.engine.distributed import DistContext
-from aqa_framework.engine.loaders import eval_loader
+from aqa_framework.engine.loaders import eval_loader, resolve_num_workers
 from aqa_framework.engine.loop import EvalResult, evaluate
 from aqa_framework.engine.precision import autocast, resolve_device, resolve_precision
 from aqa_framework.errors import CheckpointError, DataError, SpecError
@@ -124,7 +124,8 @@ def evaluate_split(
             "with (classes, score range or vocabulary changed)"
         )
     bs = batch_size or spec.data.eval_batch_size or spec.data.batch_size
-    loader = eval_loader(dataset, bs, spec.data.num_workers, DistContext())
+    workers = resolve_num_workers(spec.data.num_workers, trained.device)
+    loader = eval_loader(dataset, bs, workers, DistContext())
     return evaluate(
         model=trained.model,
         loader=loader,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -12,6 +13,36 @@ from torch.utils.data.distributed import DistributedSampler
 from aqa_framework.engine.distributed import DistContext
 from aqa_framework.engine.seeding import derive_seed, worker_init_fn
 from aqa_framework.errors import SpecError
+
+MAX_AUTO_WORKERS = 8
+
+
+def resolve_num_workers(
+    value: int | Literal["auto"], device: torch.device | str, world_size: int = 1
+) -> int:
+    """The number of DataLoader workers ``data.num_workers`` asks for on ``device``.
+
+    Args:
+        value: A count, or ``"auto"``: 0 on a CPU, where the training process already uses
+            every core; on a GPU the CPU cores available to each process minus one (for the
+            process itself), between 1 and :data:`MAX_AUTO_WORKERS`.
+        device: Where the model runs (``"auto"``: a GPU if there is one).
+        world_size: Processes sharing this machine's cores (DDP ranks).
+
+    Returns:
+        Worker processes per process.
+    """
+    if value != "auto":
+        return int(value)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cpu":
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_AUTO_WORKERS, cores // max(1, world_size) - 1))
 
 
 class ShardSampler(Sampler[int]):

@@ -30,7 +30,7 @@ from aqa_framework.engine.checkpoint import (
     save_checkpoint,
 )
 from aqa_framework.engine.environment import collect_environment
-from aqa_framework.engine.loaders import EpochLoader, eval_loader
+from aqa_framework.engine.loaders import EpochLoader, eval_loader, resolve_num_workers
 from aqa_framework.engine.loop import EvalResult, StopRequested, evaluate, train_one_epoch
 from aqa_framework.engine.optim import (
     build_optimizer,
@@ -328,15 +328,16 @@ class _Run:
             eval_forward = torch.compile(model)
 
         pin = self.device.type == "cuda"
+        workers = resolve_num_workers(spec.data.num_workers, self.device, self.ctx.world_size)
         train_loader = EpochLoader(
-            data.train, spec.data.batch_size, spec.data.num_workers, spec.seed, self.ctx, pin
+            data.train, spec.data.batch_size, workers, spec.seed, self.ctx, pin
         )
         ebs = spec.data.eval_batch_size or spec.data.batch_size
         loaders = {
-            "val": eval_loader(data.val, ebs, spec.data.num_workers, self.ctx, pin)
+            "val": eval_loader(data.val, ebs, workers, self.ctx, pin)
             if data.val is not None
             else None,
-            spec.eval.split: eval_loader(data.test, ebs, spec.data.num_workers, self.ctx, pin),
+            spec.eval.split: eval_loader(data.test, ebs, workers, self.ctx, pin),
         }
         self.log(
             f"Data: {', '.join(f'{v} {k}' for k, v in data.sizes.items() if v)} samples | "

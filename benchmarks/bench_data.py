@@ -26,6 +26,7 @@ competing with it slow both down.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         "--quick", "--small", action="store_true", help="320x180, 8 dives, 1 pass (CPU smoke run)."
     )
     ap.add_argument("--keep", help="Generate into this folder and keep it.")
+    ap.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     args = ap.parse_args(argv)
     if args.quick:
         args.size, args.dives, args.repeat = "320x180", 8, 1
@@ -248,6 +250,27 @@ def main(argv: list[str] | None = None) -> None:
         f"decoding process(es) at the best decoding pipeline rate, or "
         f"{math.ceil(need / warm)} reading the warm frame cache"
     )
+    if args.json is not None:
+        ratios = {
+            f"decord/{jpeg}": {
+                "decode": rate["decord whole video: decode"] / rate[f"{jpeg}: decode"],
+                "pipeline": rate["decord whole video: pipeline"] / rate[f"{jpeg}: pipeline"],
+            }
+            for jpeg in ("JPEG folder (PIL)", "JPEG folder (PIL, full size)")
+        }
+        results = {
+            "benchmark": "data",
+            "environment": {"cpu": _cpu(), "cpus": os.cpu_count(), **_versions()},
+            "settings": {
+                **vars(args),
+                "json": str(args.json),
+                "samples": n,
+                "frames_per_sample": per_sample,
+            },
+            "frames_per_s": rate,
+            "ratios": ratios,
+        }
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if not args.keep:
         import shutil
 

@@ -74,6 +74,44 @@ def test_bench_data_small_prints_frame_rates_and_ratio(bench, capsys):
         assert field in text, f"missing {field!r} in:\n{text}"
 
 
+def test_bench_data_writes_its_rates_and_ratios_as_json(bench, tmp_path, capsys):
+    out_file = tmp_path / "data.json"
+    importlib.import_module("bench_data").main(["--small", "--dives", "4", "--json", str(out_file)])
+    results = json.loads(out_file.read_text())
+    rates = results["frames_per_s"]
+    assert rates["decord whole video: pipeline"] > 0 and rates["frame cache: pipeline, warm"] > 0
+    ratio = results["ratios"]["decord/JPEG folder (PIL)"]["pipeline"]
+    expected = rates["decord whole video: pipeline"] / rates["JPEG folder (PIL): pipeline"]
+    assert ratio == pytest.approx(expected)
+
+
+def test_run_all_reads_goals_off_results_and_says_what_was_not_measured(bench):
+    run_all = importlib.import_module("run_all")
+    names = [name for name, _ in run_all.plan(small=True, gpu=False, workers=2)]
+    assert names == ["train", "train-bf16", "infer", "data", "data-640x360"]
+    gpu_names = [name for name, _ in run_all.plan(small=False, gpu=True, workers=8)]
+    assert "train-compile" in gpu_names and "train-bf16" not in gpu_names
+
+    def train(sps, ratio, tflops):
+        return {"rows": {"ours": {"samples_per_s": sps, "backbone_tflops": tflops}},
+                "ratios": {"ours/official": ratio}}
+
+    data = {"ratios": {"decord/JPEG folder (PIL)": {"pipeline": 0.9},
+                       "decord/JPEG folder (PIL, full size)": {"pipeline": 1.9}},
+            "frames_per_s": {"decord whole video: DataLoader x8": 20000.0}}
+    cpu = dict(run_all.summarise({"train": train(13, 2.02, 0.1), "train-bf16": None,
+                                  "data": data}, small=True))
+    assert cpu["CPU training step, ours / official (default fp32)"].endswith(": met")
+    assert cpu["CPU training step, ours bf16 / official"] == "not measured"
+    assert cpu["decord / JPEG folder (PIL), per frame"].endswith("MISSED")
+    assert cpu["decord / JPEG folder (PIL, full size), per frame"].endswith(": met")
+    gpu = dict(run_all.summarise({"train": train(160, 14.0, 260.0), "data": data}, small=False))
+    assert gpu["GPU training, samples/s (best of the training runs)"].startswith("160.00")
+    assert gpu["GPU training, ours / official"].endswith("MISSED")
+    assert gpu["GPU backbone TFLOP/s"].endswith(": met")
+    assert gpu["data pipeline frames/s for that rate (15,360 needed)"].endswith(": met")
+
+
 # ---------------------------------------------------------------------------------------------
 # the reference computes the same maths
 

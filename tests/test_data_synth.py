@@ -218,7 +218,13 @@ def test_cli_data_cache_fills_the_frame_cache(tmp_path, monkeypatch, capsys):
         main(["data", "cache", str(spec)])
     assert exc.value.code == 1 and "no cache_dir" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        main(["data", "cache", str(spec), "--set", "data.params.cache_dir=frames"])
+        main(["data", "cache", str(spec), "--set", "data.params.cache_dir=frames", "-j", "2"])
     assert exc.value.code == 0
     assert "train: 4 samples cached" in capsys.readouterr().out
-    assert len(list((tmp_path / "frames").rglob("*.npy"))) == 5
+    files = sorted((tmp_path / "frames").rglob("*.npy"))
+    assert len(files) == 5 and not list((tmp_path / "frames").rglob("*.tmp"))
+    written = {f: f.stat().st_mtime_ns for f in files}
+    with pytest.raises(SystemExit) as exc:  # a second fill finds everything cached
+        main(["data", "cache", str(spec), "--set", "data.params.cache_dir=frames", "-j", "0"])
+    assert exc.value.code == 0
+    assert {f: f.stat().st_mtime_ns for f in files} == written

@@ -88,13 +88,28 @@ def cache(
     split: Annotated[
         list[str] | None, typer.Option("--split", help="Split(s) to cache (default: all).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            min=0,
+            help="Processes decoding in parallel (default: the CPU cores, at most 8; 0 decodes "
+            "in this process).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Fill the decoded-frame cache (data.params.cache_dir) of a spec's dataset ahead of training.
 
     Every frame a training window can reach (jitter included) is decoded once and stored, so
-    no epoch decodes video afterwards.
+    no epoch decodes video afterwards. Entries are written atomically, so an interrupted fill
+    keeps what it finished and a second run only decodes the rest.
     """
+    import os
+
     from rich.progress import track
+    from torch.utils.data import DataLoader
 
     from aqa_framework.builder import open_dataset
     from aqa_framework.cli.console import err, out
@@ -109,10 +124,21 @@ def cache(
             f"dataset '{resolved.dataset.name}' has no cache_dir: set data.params.cache_dir "
             "(e.g. --set data.params.cache_dir=.aqa-cache/frames)"
         )
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1)
     for name in split or list(resolved.dataset.cls.splits):
         dataset = open_dataset(resolved, name, train=False)
-        for i in track(range(len(dataset)), description=f"{name}:", console=err):
-            dataset[i]
+        # one sample per item, nothing collated: the workers only decode and write the cache
+        loader = DataLoader(
+            dataset, batch_size=None, num_workers=min(workers, len(dataset)), collate_fn=_keep_key
+        )
+        for _ in track(loader, total=len(dataset), description=f"{name}:", console=err):
+            pass
         out.print(f"{name}: {len(dataset)} samples cached")
     size = FrameCache(cache_dir).size_bytes() / 2**20
     out.print(f"Frame cache {cache_dir}: {size:.1f} MiB")
+
+
+def _keep_key(sample: dict) -> str:
+    """What a cache-filling worker sends back: the key only, not the decoded clips."""
+    return sample["key"]

@@ -214,29 +214,34 @@ class DecordVideoReader(FrameReader):
             except StopIteration:
                 break
             except Exception as exc:
-                raise DataError(
-                    f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: "
-                    f"{_short(exc)}"
-                ) from exc
+                raise self._decode_error(uniq, exc) from exc
             parts.append(prepare(frames))
         prepared = torch.cat(parts) if len(parts) > 1 else parts[0]
         if prepared.shape[0] != uniq.size:
             raise DataError(f"{self.path}: decoder returned {prepared.shape[0]} frames")
         return _in_order(prepared, uniq, idx, inverse)
 
+    def _decode_error(self, uniq: np.ndarray, exc: Exception) -> DataError:
+        return DataError(
+            f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: {_short(exc)}"
+        )
+
     def _after_failure(self, uniq: np.ndarray, exc: Exception) -> None:
         if self.size is None:
-            raise DataError(
-                f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: "
-                f"{_short(exc)}"
-            ) from exc
+            raise self._decode_error(uniq, exc) from exc
         # decord cannot scale to a few widths (16, 24, 48, 72 fail its copy check):
         # decode full frames from now on and let the transform resize them
         self.size = None
         self._vr = self._open(None)
 
     def _chunks(self, uniq: np.ndarray, as_torch: bool = False) -> Iterator[Any]:
-        """The frames ``uniq`` (sorted, unique), a few at a time, in order."""
+        """The frames ``uniq`` (sorted, unique), a few at a time, in order.
+
+        With ``as_torch`` they are torch tensors sharing decord's buffers, else numpy arrays.
+        """
+        if as_torch:
+            import torch
+            from torch.utils.dlpack import from_dlpack
         for lo, hi in _runs(uniq, self.max_gap):
             want = uniq[(uniq >= lo) & (uniq < hi)]
             # Decode the run front to back in small contiguous batches: decord goes on
@@ -250,9 +255,6 @@ class DecordVideoReader(FrameReader):
                 if not sel.size:
                     continue
                 if as_torch:
-                    import torch
-                    from torch.utils.dlpack import from_dlpack
-
                     frames = from_dlpack(batch.to_dlpack())
                     if sel.size != frames.shape[0]:
                         frames = frames[torch.from_numpy(sel)]

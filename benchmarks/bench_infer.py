@@ -101,9 +101,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     for name, (batch, _) in contenders.items():
         record(name, batch, timings[name])
     if reference is not None:
-        ratio = rows["official"]["ms_per_video"] / rows["ours"]["ms_per_video"]
-        results["ratios"] = {"ours/official": ratio}
-        print(f"ratio ours/official: {ratio:.2f}x videos/s")
+        results["ratios"] = bl.ratios_vs_official(
+            rows, "ms_per_video", "videos/s", lower_is_better=True
+        )
     results["rows"] = rows
     bl.write_json(args.json, results)
     return results

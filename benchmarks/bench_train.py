@@ -130,11 +130,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     for name, (batch, _) in contenders.items():
         record(name, batch, timings[name])
     if reference is not None:
-        base = rows["official"]["samples_per_s"]
-        results["ratios"] = {f"{k}/official": v["samples_per_s"] / base
-                             for k, v in rows.items() if k != "official"}
-        for k, v in results["ratios"].items():
-            print(f"ratio {k}: {v:.2f}x samples/s")
+        results["ratios"] = bl.ratios_vs_official(rows, "samples_per_s", "samples/s")
     results["rows"] = rows
     bl.write_json(args.json, results)
     return results

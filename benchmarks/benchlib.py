@@ -217,6 +217,28 @@ def print_header(title: str, settings: RunSettings, extra: dict[str, Any] | None
     print(line)
 
 
+def ratios_vs_official(
+    rows: dict[str, dict[str, Any]], metric: str, unit: str, lower_is_better: bool = False
+) -> dict[str, float]:
+    """Speed of every contender relative to the official approach (above 1: faster), printed.
+
+    Args:
+        rows: Results by contender; ``rows["official"]`` is the reference.
+        metric: The row field compared (``samples_per_s``, ``ms_per_video``).
+        unit: What the ratio is of, for the printed line (``samples/s``).
+        lower_is_better: Whether ``metric`` is a time rather than a rate.
+    """
+    base = rows["official"][metric]
+    ratios = {
+        f"{name}/official": base / row[metric] if lower_is_better else row[metric] / base
+        for name, row in rows.items()
+        if name != "official"
+    }
+    for name, ratio in ratios.items():
+        print(f"ratio {name}: {ratio:.2f}x {unit}")
+    return ratios
+
+
 def write_json(path: Path | None, results: dict[str, Any]) -> None:
     """Write results as JSON when ``--json`` was given."""
     if path is not None:

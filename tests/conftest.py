@@ -22,6 +22,17 @@ def _fresh_registry():
 
 
 @pytest.fixture
+def one_intra_op_thread():
+    """Tiny models: intra-op threads only add synchronisation (and stall on a busy CPU)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def shared_data() -> Path:
     """The release annotation files (../shared/data); skips when absent."""
     if not (SHARED_DATA / "mtl-aqa").is_dir():

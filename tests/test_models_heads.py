@@ -15,13 +15,7 @@ from aqa_framework.weights import official_to_head_keys
 NO_JAVA = ["bleu", "rouge", "cider"]
 
 
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    """Tiny models: intra-op threads only add synchronisation (and stall on a busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def _head(cls, params, in_shape, targets=None):

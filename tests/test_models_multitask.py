@@ -4,14 +4,7 @@ import torch
 
 from aqa_framework.builder import build_model, open_dataset
 
-
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    """Tiny models: intra-op threads only add synchronisation (and stall on a busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def _overfit(model_spec, data_params, lr, max_steps):

@@ -49,3 +49,30 @@ class DataError(AQAError):
 
 class CheckpointError(AQAError):
     """A checkpoint or weight file cannot be read or does not fit the model."""
+
+
+def user_message(exc: BaseException) -> str:
+    """The message to show for ``exc``, unwrapped when a DataLoader worker raised it.
+
+    An exception raised in a DataLoader worker process is re-raised in the main process with
+    the worker's whole traceback as its message (``Caught DataError in DataLoader worker
+    process 0. Original Traceback ...``). The original message is the text after the last
+    ``module.Class: `` line of that traceback.
+
+    Args:
+        exc: The exception caught.
+
+    Returns:
+        Its own message, or the original one for a worker's re-raise.
+    """
+    text = str(exc)
+    if not text.startswith(f"Caught {type(exc).__name__} in DataLoader worker process"):
+        return text
+    cls = type(exc)
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    at = text.rfind(f"\n{name}: ")
+    if at < 0:
+        return text.rstrip().splitlines()[-1]
+    return text[at + len(name) + 3 :].rstrip()

@@ -108,3 +108,24 @@ def test_help_is_fast_and_imports_neither_torch_nor_plugins():
     assert "torch" not in imported
     assert not any(m.startswith("aqa_builtin") for m in imported)
     assert not any(m.startswith("decord") or m.startswith("pycocoevalcap") for m in imported)
+
+
+def test_errors_from_dataloader_workers_are_shown_with_their_own_message():
+    from torch._utils import ExceptionWrapper
+
+    from aqa_framework.errors import DataError, user_message
+
+    def reraised(exc):
+        try:
+            raise exc
+        except Exception:
+            wrapper = ExceptionWrapper(where="in DataLoader worker process 1")
+        with pytest.raises(type(exc)) as info:
+            wrapper.reraise()
+        return info.value
+
+    worker = reraised(DataError("2 bad sample(s):\n  sample 01_02: video not found"))
+    assert "Traceback" in str(worker)
+    assert user_message(worker) == "2 bad sample(s):\n  sample 01_02: video not found"
+    assert user_message(reraised(ValueError("crop too large"))) == "crop too large"
+    assert user_message(DataError("plain")) == "plain"

@@ -228,3 +228,14 @@ def test_cli_data_cache_fills_the_frame_cache(tmp_path, monkeypatch, capsys):
         main(["data", "cache", str(spec), "--set", "data.params.cache_dir=frames", "-j", "0"])
     assert exc.value.code == 0
     assert {f: f.stat().st_mtime_ns for f in files} == written
+    capsys.readouterr()
+
+    # a corrupt video met in a worker process: still one clear message, not its traceback
+    (video,) = (tmp_path / ".aqa-cache").glob("synthetic-diving-*/whole_videos/01.mp4")
+    video.write_bytes(b"not a video" * 100)
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "cache", str(spec), "--set", "data.params.cache_dir=fresh", "-j", "2"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1
+    assert "Error: sample 01_" in err and "cannot open video" in err
+    assert "Traceback" not in err and "DataLoader worker" not in err

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     Args:
         argv: Arguments (defaults to ``sys.argv[1:]``).
     """
-    from aqa_framework.errors import AQAError
+    from aqa_framework.errors import AQAError, user_message
 
     debug = os.environ.get("AQA_DEBUG", "").lower() in {"1", "true", "yes", "on"}
     try:
@@ -77,12 +77,14 @@ def main(argv: list[str] | None = None) -> None:
     except AQAError as exc:
         if debug:
             raise
-        _report(str(exc))
+        _report(user_message(exc))
         sys.exit(1)
     except Exception as exc:  # the boundary: never a traceback unless asked for
         if debug:
             raise
-        _report(f"{type(exc).__name__}: {exc}\n(set AQA_DEBUG=1 to see the traceback)")
+        _report(
+            f"{type(exc).__name__}: {user_message(exc)}\n(set AQA_DEBUG=1 to see the traceback)"
+        )
         sys.exit(1)
 
 

@@ -228,3 +228,25 @@ def test_auto_workers_are_none_on_cpu_and_one_per_spare_core_on_gpu(monkeypatch)
     assert resolve_num_workers("auto", "cuda") == 1
     with pytest.raises(SpecError, match="data.num_workers"):
         parse_spec({**BASE, "data": {"name": "synthetic-diving", "num_workers": -1}})
+
+
+class _SignalsItself(torch.utils.data.Dataset):
+    """Every item sends Ctrl-C and SIGTERM to the process that loads it."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return torch.tensor(i)
+
+
+def test_loader_workers_leave_ctrl_c_and_sigterm_to_the_training_process():
+    from aqa_framework.engine.loaders import eval_loader
+
+    loader = eval_loader(_SignalsItself(), batch_size=2, num_workers=1, ctx=DistContext())
+    assert torch.cat(list(loader)).tolist() == [0, 1, 2, 3]  # the worker survived both

@@ -9,6 +9,7 @@ run would have drawn. Data order never depends on those states: the sampler is s
 from __future__ import annotations
 
 import random
+import signal
 from typing import Any
 
 import numpy as np
@@ -37,14 +38,23 @@ def derive_seed(*parts: int) -> int:
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """Seed numpy and python ``random`` in a DataLoader worker from its torch seed.
+    """Prepare a DataLoader worker: seeds, and no reaction to Ctrl-C or SIGTERM.
 
     Torch seeds each worker with ``base_seed + worker_id``, where the base seed comes from the
-    DataLoader's generator; this extends that seed to the other libraries.
+    DataLoader's generator; this extends that seed to numpy and python ``random``.
+
+    A worker is forked with the training process's stop handler, and Ctrl-C reaches every
+    process of the terminal's group: workers ignore SIGINT and SIGTERM, so the training
+    process alone decides when to stop (after the current step) and its workers keep serving
+    until then; they exit with it.
     """
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    for name in ("SIGINT", "SIGTERM"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def loader_generator(seed: int, epoch: int = 0, rank: int = 0) -> torch.Generator:

@@ -42,12 +42,20 @@ __all__ = [
 ]
 
 
+_quieted = False
+
+
 def require_decord() -> Any:
     """Import decord or raise a :class:`DataError` that says how to get it.
+
+    FFmpeg's own log lines ("moov atom not found", decoder warnings) are silenced once, so
+    that they do not interleave with progress bars: a file that cannot be read raises a
+    :class:`DataError` naming it and the reason. ``AQA_DEBUG=1`` keeps them.
 
     Returns:
         The ``decord`` module.
     """
+    global _quieted
     try:
         import decord
     except ImportError as exc:  # pragma: no cover - decord is a declared dependency
@@ -55,6 +63,10 @@ def require_decord() -> Any:
             "reading video files needs the 'decord' package (pip install decord); "
             "JPEG frame folders work without it"
         ) from exc
+    if not _quieted:
+        _quieted = True
+        if os.environ.get("AQA_DEBUG", "").lower() not in {"1", "true", "yes", "on"}:
+            decord.logging.set_level(decord.logging.QUIET)
     return decord
 
 

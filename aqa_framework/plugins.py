@@ -27,6 +27,7 @@ from typing import Any
 import pluggy
 
 from aqa_framework import PROJECT_NAME, hookspecs
+from aqa_framework.env import env_flag
 from aqa_framework.errors import PluginError
 
 ENTRY_POINT_GROUP = PROJECT_NAME
@@ -67,7 +68,7 @@ def _env_patterns(var: str) -> list[str]:
 
 def strict_mode() -> bool:
     """Whether ``AQA_PLUGINS_STRICT`` asks for plugin failures to be fatal."""
-    return os.environ.get("AQA_PLUGINS_STRICT", "").lower() in {"1", "true", "yes", "on"}
+    return env_flag("AQA_PLUGINS_STRICT")
 
 
 def _selected(name: str) -> bool:

@@ -106,14 +106,14 @@ def cache(
     no epoch decodes video afterwards. Entries are written atomically, so an interrupted fill
     keeps what it finished and a second run only decodes the rest.
     """
-    import os
-
     from rich.progress import track
     from torch.utils.data import DataLoader
 
     from aqa_framework.builder import open_dataset
     from aqa_framework.cli.console import err, out
     from aqa_framework.cli.spec_cmd import load_and_resolve
+    from aqa_framework.engine.loaders import MAX_AUTO_WORKERS
+    from aqa_framework.env import usable_cores
     from aqa_framework.errors import AQAError
     from aqa_framework.video.cache import FrameCache
 
@@ -125,7 +125,7 @@ def cache(
             "(e.g. --set data.params.cache_dir=.aqa-cache/frames)"
         )
     if workers is None:
-        workers = min(8, os.cpu_count() or 1)
+        workers = min(MAX_AUTO_WORKERS, usable_cores())
     for name in split or list(resolved.dataset.cls.splits):
         dataset = open_dataset(resolved, name, train=False)
         # one sample per item, nothing collated: the workers only decode and write the cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated
 
@@ -62,9 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     Args:
         argv: Arguments (defaults to ``sys.argv[1:]``).
     """
+    from aqa_framework.env import env_flag
     from aqa_framework.errors import AQAError, user_message
 
-    debug = os.environ.get("AQA_DEBUG", "").lower() in {"1", "true", "yes", "on"}
+    debug = env_flag("AQA_DEBUG")
     try:
         app(args=argv, prog_name="aqa", standalone_mode=True)
     except SystemExit:

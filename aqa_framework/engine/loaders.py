@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -12,6 +11,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from aqa_framework.engine.distributed import DistContext
 from aqa_framework.engine.seeding import derive_seed, worker_init_fn
+from aqa_framework.env import usable_cores
 from aqa_framework.errors import SpecError
 
 MAX_AUTO_WORKERS = 8
@@ -38,11 +38,7 @@ def resolve_num_workers(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if torch.device(device).type == "cpu":
         return 0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(MAX_AUTO_WORKERS, cores // max(1, world_size) - 1))
+    return max(1, min(MAX_AUTO_WORKERS, usable_cores() // max(1, world_size) - 1))
 
 
 class ShardSampler(Sampler[int]):

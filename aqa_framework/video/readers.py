@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aqa_framework.env import env_flag
 from aqa_framework.errors import DataError
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def require_decord() -> Any:
         ) from exc
     if not _quieted:
         _quieted = True
-        if os.environ.get("AQA_DEBUG", "").lower() not in {"1", "true", "yes", "on"}:
+        if not env_flag("AQA_DEBUG"):
             decord.logging.set_level(decord.logging.QUIET)
     return decord
 

@@ -9,6 +9,13 @@ Environment variables:
 * ``AQA_PLUGINS_STRICT=1``: a plugin that fails to load is fatal (for CI).
 * ``AQA_PLUGINS_ALLOW=a,b``: load only these third-party plugins (fnmatch patterns).
 * ``AQA_PLUGINS_BLOCK=a,b``: never load these third-party plugins (fnmatch patterns).
+
+A plugin is broken when importing it or calling its hooks raises anything, ``SystemExit``
+and ``KeyboardInterrupt`` included (a ``sys.exit()`` at import would otherwise end every
+command without a word): it is named, skipped, and fatal only in strict mode. A Ctrl-C that
+the user actually presses while plugins load is not a plugin's fault and still interrupts
+the command: SIGINT is watched while plugin code runs, and a ``KeyboardInterrupt`` that
+follows a real SIGINT is re-raised.
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import os
+import signal
+import threading
 import traceback
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -79,6 +89,58 @@ def _selected(name: str) -> bool:
     return not any(fnmatch.fnmatchcase(name, p) for p in block)
 
 
+@contextmanager
+def watch_interrupts() -> Iterator[Callable[[], bool]]:
+    """Tell a Ctrl-C the user pressed from a ``KeyboardInterrupt`` that plugin code raised.
+
+    While the block runs, SIGINT is recorded and then handled as before (the previous handler
+    runs, so a Ctrl-C still interrupts). Outside the main thread no signal can arrive, so
+    every ``KeyboardInterrupt`` there was raised by code.
+
+    Yields:
+        A function that says whether a SIGINT arrived since the block started.
+    """
+    received: list[int] = []
+    previous = None
+    installed = False
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+
+        def _record(signum: int, frame: Any) -> None:
+            received.append(signum)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+        if previous is not None:
+            signal.signal(signal.SIGINT, _record)
+            installed = True
+    try:
+        yield lambda: bool(received)
+    finally:
+        if installed:
+            signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
+
+
+def is_plugin_failure(exc: BaseException, interrupted: Callable[[], bool]) -> bool:
+    """Whether an exception out of plugin code makes the plugin broken (else re-raise it).
+
+    Everything a plugin raises counts, ``SystemExit`` and ``KeyboardInterrupt`` included,
+    except a ``KeyboardInterrupt`` caused by a Ctrl-C the user pressed (``interrupted()``,
+    from :func:`watch_interrupts`).
+    """
+    return not (isinstance(exc, KeyboardInterrupt) and interrupted())
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` of an exception, with what ``sys.exit()`` was called with."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({exc.code!r})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _distribution_of(ep: Any) -> tuple[str, str]:
     dist = getattr(ep, "dist", None)
     if dist is None:
@@ -132,39 +194,57 @@ def create_plugin_manager(
         pm.register(module, name=BUILTIN_NAME)
         infos.append(builtin_info())
     eps = iter_entry_points() if entry_points is None else list(entry_points)
-    for ep in eps:
-        if not _selected(ep.name):
-            continue
-        dist, version = _distribution_of(ep)
-        info = PluginInfo(ep.name, ep.value, dist, version)
-        try:
-            clash = next((i for i in infos if i.name == ep.name and not i.error), None)
-            if clash is not None:
-                raise PluginError(
-                    f"entry point '{ep.name}' is provided twice: by {clash.distribution} "
-                    f"{clash.version} ({clash.module}) and by {dist} {version} ({ep.value})"
-                )
-            plugin = ep.load()
-            _register(pm, plugin, ep.name)
-        except Exception as exc:  # a broken plugin must not take the others down
-            info.error = f"{type(exc).__name__}: {exc}"
-            info.detail = traceback.format_exc()
-            if strict:
-                raise PluginError(
-                    f"plugin '{ep.name}' ({dist} {version}) failed to load: {info.error}"
-                ) from exc
-            warnings.warn(
-                f"plugin '{ep.name}' ({dist} {version}) failed to load and was skipped: "
-                f"{info.error}",
-                PluginLoadWarning,
-                stacklevel=2,
-            )
-        infos.append(info)
+    with watch_interrupts() as interrupted:
+        for ep in eps:
+            if _selected(ep.name):
+                infos.append(_load_entry_point(pm, ep, infos, strict, interrupted))
     for name, plugin in extra_plugins:
         info = PluginInfo(name, getattr(plugin, "__name__", repr(plugin)), "(not installed)", "")
         _register(pm, plugin, name)
         infos.append(info)
     return pm, infos
+
+
+def _load_entry_point(
+    pm: pluggy.PluginManager,
+    ep: Any,
+    infos: list[PluginInfo],
+    strict: bool,
+    interrupted: Callable[[], bool],
+) -> PluginInfo:
+    """Import and register one entry point; a failure is recorded in the returned info.
+
+    Raises:
+        PluginError: In strict mode, when the plugin fails to load.
+        KeyboardInterrupt: When the user pressed Ctrl-C meanwhile.
+    """
+    dist, version = _distribution_of(ep)
+    info = PluginInfo(ep.name, ep.value, dist, version)
+    try:
+        clash = next((i for i in infos if i.name == ep.name and not i.error), None)
+        if clash is not None:
+            raise PluginError(
+                f"entry point '{ep.name}' is provided twice: by {clash.distribution} "
+                f"{clash.version} ({clash.module}) and by {dist} {version} ({ep.value})"
+            )
+        plugin = ep.load()
+        _register(pm, plugin, ep.name)
+    except BaseException as exc:  # a broken plugin must not take the others (or aqa) down
+        if not is_plugin_failure(exc, interrupted):
+            raise
+        info.error = describe_exception(exc)
+        info.detail = traceback.format_exc()
+        if strict:
+            raise PluginError(
+                f"plugin '{ep.name}' ({dist} {version}) failed to load: {info.error}"
+            ) from exc
+        warnings.warn(
+            f"plugin '{ep.name}' ({dist} {version}) failed to load and was skipped: "
+            f"{info.error}",
+            PluginLoadWarning,
+            stacklevel=4,
+        )
+    return info
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:

@@ -23,7 +23,14 @@ from typing import Any
 
 from aqa_framework.errors import PluginError, UnknownComponentError
 from aqa_framework.hookspecs import HOOKS
-from aqa_framework.plugins import PluginInfo, PluginLoadWarning, create_plugin_manager
+from aqa_framework.plugins import (
+    PluginInfo,
+    PluginLoadWarning,
+    create_plugin_manager,
+    describe_exception,
+    is_plugin_failure,
+    watch_interrupts,
+)
 
 KINDS: tuple[str, ...] = tuple(HOOKS)
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)?$")
@@ -94,23 +101,28 @@ class Registry:
         )
         self._entries: dict[str, dict[str, RegistryEntry]] = {k: {} for k in KINDS}
         by_name = {p.name: p for p in self.plugins if not p.error}
-        for kind, hook_name in HOOKS.items():
-            hook = getattr(self.pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # registration order
-                info = by_name.get(impl.plugin_name)
-                if info is None or info.error:
-                    continue
-                try:
-                    impl.function(register=self._registrar(kind, info))
-                except Exception as exc:
-                    self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}", exc)
+        with watch_interrupts() as interrupted:
+            for kind, hook_name in HOOKS.items():
+                hook = getattr(self.pm.hook, hook_name)
+                for impl in reversed(hook.get_hookimpls()):  # registration order
+                    info = by_name.get(impl.plugin_name)
+                    if info is None or info.error:
+                        continue
+                    try:
+                        impl.function(register=self._registrar(kind, info))
+                    except BaseException as exc:  # SystemExit and KeyboardInterrupt included
+                        if not is_plugin_failure(exc, interrupted):
+                            raise
+                        self._fail(info, f"{hook_name} raised {describe_exception(exc)}", exc)
 
     @property
     def failed(self) -> list[PluginInfo]:
         """Plugins that failed to load or to register."""
         return [p for p in self.plugins if p.error]
 
-    def _fail(self, info: PluginInfo, message: str, exc: Exception | None = None) -> None:
+    def _fail(
+        self, info: PluginInfo, message: str, exc: BaseException | None = None
+    ) -> None:
         info.error = message if not info.error else f"{info.error}; {message}"
         if self.strict:
             raise PluginError(f"plugin '{info.name}' ({info.distribution}): {message}") from exc

@@ -70,6 +70,12 @@ class _Raises:
         raise RuntimeError("hook exploded")
 
 
+class _Exits:
+    @hookimpl
+    def register_aggregators(self, register):
+        raise SystemExit(2)  # what sys.exit(2) raises
+
+
 class FakeEntryPoint:
     """Stands in for an importlib.metadata entry point."""
 
@@ -80,7 +86,7 @@ class FakeEntryPoint:
         self.dist = SimpleNamespace(metadata={"Name": dist}, version=version)
 
     def load(self):
-        if isinstance(self._target, Exception):
+        if isinstance(self._target, BaseException):
             raise self._target
         return self._target
 
@@ -90,3 +96,4 @@ misspelled = _Misspelled()
 unprefixed = _Unprefixed()
 loose = _Loose()
 raises = _Raises()
+exits = _Exits()

@@ -182,3 +182,73 @@ def test_registry_is_lazy_and_loaded_once(monkeypatch):
     registry.get_registry()
     registry.get_registry()
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("raised", "shown"),
+    [
+        (SystemExit(3), "SystemExit: the plugin called sys.exit(3)"),
+        (KeyboardInterrupt(), "KeyboardInterrupt"),
+        (BaseException("odd"), "BaseException: odd"),
+    ],
+)
+def test_plugin_that_exits_or_interrupts_at_import_is_a_broken_plugin(raised, shown):
+    eps = [
+        fp.FakeEntryPoint("quitter", raised, dist="aqa-quitter"),
+        fp.FakeEntryPoint("skating", fp.skating),
+    ]
+    with pytest.warns(PluginLoadWarning, match="quitter"):
+        reg = Registry(entry_points=eps)
+    assert [(p.name, p.error) for p in reg.failed] == [("quitter", shown)]
+    assert reg.get("aggregator", "skating.mean") is fp.SkatingMeanAggregator
+
+
+def test_plugin_exit_is_fatal_in_strict_mode():
+    with pytest.raises(PluginError, match=r"quitter.*failed to load.*sys.exit\(0\)"):
+        Registry(entry_points=[fp.FakeEntryPoint("quitter", SystemExit(0))], strict=True)
+
+
+def test_hook_that_calls_sys_exit_is_recorded():
+    reg = make([fp.FakeEntryPoint("skating", fp.exits)])
+    assert reg.failed[0].error == (
+        "register_aggregators raised SystemExit: the plugin called sys.exit(2)"
+    )
+
+
+class _PressesCtrlC:
+    """An entry point whose import is interrupted by a real SIGINT (the user's Ctrl-C)."""
+
+    name, value = "slow", "fake:slow"
+    dist = None
+
+    def load(self):
+        import os
+        import signal
+        import time
+
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the handler interrupts this at once
+        raise AssertionError("SIGINT did not interrupt the import")
+
+
+def test_ctrl_c_pressed_while_plugins_load_still_interrupts():
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        make([_PressesCtrlC()])
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_cli_names_a_plugin_that_exits_at_import(monkeypatch, capsys):
+    import aqa_framework.plugins as plugins
+    from aqa_framework.cli.main import main
+
+    monkeypatch.setattr(
+        plugins, "iter_entry_points", lambda: [fp.FakeEntryPoint("quitter", SystemExit(0))]
+    )
+    with pytest.raises(SystemExit) as info:
+        main(["plugins", "list"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 0
+    assert "c3d" in out and "quitter" in out + err

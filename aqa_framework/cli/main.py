@@ -58,13 +58,33 @@ app.add_typer(probe_cmd.baseline_app, name="baseline")
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: one clear message and exit 1 on any error (``AQA_DEBUG=1`` for tracebacks).
 
+    Ctrl-C exits with status 130 and no traceback: the first one interrupts the command (or
+    asks a training run to stop after its step), a second one, wherever it arrives (cleanup,
+    worker shutdown, the interpreter's exit), prints ``stopping now`` and ends the process at
+    once (:func:`aqa_framework.engine.signals.cli_interrupts`).
+
     Args:
-        argv: Arguments (defaults to ``sys.argv[1:]``).
+        argv: Arguments (defaults to ``sys.argv[1:]``; without them the process is the ``aqa``
+            program and keeps the Ctrl-C handling until it ends).
     """
+    from aqa_framework.engine.signals import EXIT_INTERRUPTED, cli_interrupts
     from aqa_framework.env import env_flag
-    from aqa_framework.errors import AQAError, user_message
 
     debug = env_flag("AQA_DEBUG")
+    with cli_interrupts(program=argv is None):
+        try:
+            _main(argv, debug)
+        except KeyboardInterrupt:  # raised anywhere, even while an error is being reported
+            if debug:
+                raise
+            sys.exit(EXIT_INTERRUPTED)
+
+
+def _main(argv: list[str] | None, debug: bool) -> None:
+    """The error boundary: each exception becomes one message and an exit status."""
+    from aqa_framework.engine.signals import EXIT_INTERRUPTED
+    from aqa_framework.errors import AQAError, user_message
+
     try:
         app(args=argv, prog_name="aqa", standalone_mode=True)
     except SystemExit:
@@ -73,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _report("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except AQAError as exc:
         if debug:
             raise

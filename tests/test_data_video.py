@@ -164,6 +164,45 @@ def test_missing_and_corrupt_sources_raise_data_errors(tmp_path):
         _ = open_reader(tmp_path / "empty").num_frames
 
 
+def _write_gray_video(path, width: int, height: int, n: int) -> None:
+    """An H.264 (else MPEG-4) video whose frame ``i`` is a flat gray of level ``20 + 8 i``."""
+    import av
+
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(n):
+            img = np.full((height, width, 3), 20 + 8 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_videos_decord_cannot_decode_are_read_with_pyav(tmp_path):
+    # decord fails on valid H.264 files 24 px wide ("The size must exactly match")
+    path = tmp_path / "narrow.mp4"
+    _write_gray_video(path, 24, 16, 12)
+    reader = open_reader(path)
+    frames = reader.read([7, 0, 7, 11])
+    assert frames.shape == (4, 16, 24, 3)
+    assert np.abs(frames.reshape(4, -1).mean(1) - [76, 20, 76, 108]).max() < 3
+    assert reader.backend == "pyav" and reader.num_frames == 12
+    prepare = FrameTransform(resize=(32, 32), crop=(16, 16), mean=None).prepare
+    fresh = open_reader(path)  # the fallback also serves the chunked, prepared reads
+    assert torch.equal(fresh.read_prepared([3, 1], prepare), prepare(reader.read([3, 1])))
+    loader = ClipLoader.from_params(VideoParams(**RAW, window=10, num_clips=1, clip_length=4))
+    assert loader.load("s", path, end=12).shape == (1, 3, 4, 16, 24)
+
+
+def test_a_video_neither_reader_can_read_names_both(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\xff" * 4000)
+    with pytest.raises(DataError, match=r"bad\.mp4 with decord or PyAV \(decord: .+; PyAV: .+\)"):
+        open_reader(bad)
+
+
 # ---------------------------------------------------------------------------- loader/cache
 
 

@@ -4,7 +4,10 @@ Every reader returns frames as a ``uint8`` numpy array ``(F, H, W, 3)`` (RGB) fo
 0-based frame indices, read in one call. Two layouts are supported:
 
 * a video file (``whole_videos/01.mp4``): decoded with decord, frames addressed by index, so a
-  whole broadcast can be used without extracting frames;
+  whole broadcast can be used without extracting frames. Files decord cannot open or decode
+  (it fails on valid H.264 videos of a few small widths, 16, 24, 48 and 72 px among them:
+  ``DECORDArrayCopyFromTo: The size must exactly match``) are read with PyAV instead
+  (:class:`PyAVVideoReader`); an error after both tried names both readers;
 * a folder of JPEG frames (``whole_videos_frames/01/000001.jpg``): read with PIL; the file of
   frame ``i`` is ``pattern.format(index=i + first_index)``.
 
@@ -12,8 +15,8 @@ Given the size the frames will be resized to, the JPEG reader decodes smaller fr
 draft mode: a reduced power-of-two size, no smaller than needed). Video frames are decoded at
 full size and resized by the transform: FFmpeg's scaler inside decord (``size=``) was measured
 slower than a full decode plus torch's antialiased resize (0.7x at 640x360, 1.0x at 320x180,
-``benchmarks/bench_data.py``), so :func:`open_reader` does not use it. decord is imported
-lazily, so frame folders work without it.
+``benchmarks/bench_data.py``), so :func:`open_reader` does not use it. decord and PyAV are
+imported lazily, so frame folders work without them.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "DecordVideoReader",
     "FrameReader",
     "JpegFolderReader",
+    "PyAVVideoReader",
     "ReaderPool",
     "open_reader",
     "require_decord",
@@ -44,6 +48,25 @@ __all__ = [
 
 
 _quieted = False
+
+
+class _PyAVError(DataError):
+    """A :class:`PyAVVideoReader` failure; ``reason`` is its cause without the file name."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "reason", None) or _short(exc)
+
+
+def _both_failed(what: str, decord_exc: BaseException, pyav_exc: BaseException) -> DataError:
+    """The error after decord and then PyAV failed: both readers and their reasons."""
+    return DataError(
+        f"{what} with decord or PyAV (decord: {_short(decord_exc)}; PyAV: {_reason(pyav_exc)})"
+    )
 
 
 def require_decord() -> Any:
@@ -146,7 +169,13 @@ class FrameReader(ABC):
 
 
 class DecordVideoReader(FrameReader):
-    """Reads frames of a video file with decord.
+    """Reads frames of a video file with decord, falling back to PyAV where decord fails.
+
+    decord cannot decode valid H.264 files of some widths (16, 24, 48, 72 px: its copy check
+    ``The size must exactly match`` fails) and may fail to open a file FFmpeg reads. The reader
+    then switches to :class:`PyAVVideoReader` for the rest of its life (:attr:`backend` says
+    which one is in use); if PyAV fails too, the :class:`DataError` names both readers and
+    their reasons.
 
     Args:
         path: Video file (mp4, avi, mkv, ...).
@@ -155,8 +184,11 @@ class DecordVideoReader(FrameReader):
             ``None`` for full frames. Saves memory on very large videos, but is slower than a
             full decode plus the transform's resize on the machines measured.
 
+    Attributes:
+        backend: ``"decord"``, or ``"pyav"`` once the reader fell back to PyAV.
+
     Raises:
-        DataError: If the file is missing or cannot be opened as a video.
+        DataError: If the file is missing or neither decord nor PyAV can open it.
     """
 
     chunk = 16
@@ -172,13 +204,43 @@ class DecordVideoReader(FrameReader):
             raise DataError(f"video file not found: {self.path}")
         self.num_threads = num_threads
         self.size = (int(size[0]), int(size[1])) if size else None
+        self.backend = "decord"
+        self._pyav: PyAVVideoReader | None = None
+        self._decord_failure = ""
+        self._vr: Any = None
+        self._n = 0
         try:
             self._vr = self._open(self.size)
             self._n = len(self._vr)
         except Exception as exc:  # decord raises its own DECORDError / RuntimeError
-            raise DataError(f"cannot open video {self.path}: {_short(exc)}") from exc
+            self._use_pyav(exc, f"cannot open video {self.path}")
+            return
         if self._n <= 0:
             raise DataError(f"video {self.path} has no frames")
+
+    def _use_pyav(self, exc: BaseException, what: str) -> PyAVVideoReader:
+        """Switch to PyAV after decord failed with ``exc``, or raise naming both readers."""
+        if self._pyav is None:
+            try:
+                pyav = PyAVVideoReader(self.path, num_threads=self.num_threads)
+            except DataError as pyav_exc:
+                raise _both_failed(what, exc, pyav_exc) from exc
+            self._pyav = pyav
+        self.backend = "pyav"
+        self._decord_failure = _short(exc)
+        self.size = None
+        self._vr = None
+        return self._pyav
+
+    def _with_pyav(self, read: Callable[[PyAVVideoReader], Any]) -> Any:
+        """A read by the PyAV fallback; its errors also say why decord was left."""
+        assert self._pyav is not None
+        try:
+            return read(self._pyav)
+        except DataError as exc:
+            raise DataError(
+                f"{exc} (PyAV is used because decord failed: {self._decord_failure})"
+            ) from exc
 
     def _open(self, size: tuple[int, int] | None) -> Any:
         decord = require_decord()
@@ -190,15 +252,19 @@ class DecordVideoReader(FrameReader):
     @property
     def num_frames(self) -> int:
         """Number of frames in the video (from the container index)."""
-        return self._n
+        return self._pyav.num_frames if self.backend == "pyav" else self._n
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
+        if self.backend == "pyav":
+            return self._with_pyav(lambda r: r._read(indices))
         uniq, inverse = np.unique(indices, return_inverse=True)
         try:
             frames = self._decode(uniq)
         except Exception as exc:
-            self._after_failure(uniq, exc)
-            return self._read(indices)
+            if self.size is not None:
+                self._after_failure(uniq, exc)
+                return self._read(indices)
+            return self._pyav_read(uniq, exc, lambda r: r._read(indices))
         if frames.ndim != 4 or frames.shape[0] != uniq.size or frames.shape[-1] != 3:
             raise DataError(f"{self.path}: decoder returned frames of shape {frames.shape}")
         return frames if uniq.size == indices.size and np.all(uniq == indices) else frames[inverse]
@@ -216,6 +282,8 @@ class DecordVideoReader(FrameReader):
         import torch
 
         idx = self._checked(indices)
+        if self.backend == "pyav":
+            return self._with_pyav(lambda r: r.read_prepared(idx, prepare))
         uniq, inverse = np.unique(idx, return_inverse=True)
         if self.size is not None:  # scaling decoder: keep its fallback logic in one place
             return _in_order(prepare(self._read(uniq)), uniq, idx, inverse)
@@ -227,25 +295,36 @@ class DecordVideoReader(FrameReader):
             except StopIteration:
                 break
             except Exception as exc:
-                raise self._decode_error(uniq, exc) from exc
+                return self._pyav_read(uniq, exc, lambda r: r.read_prepared(idx, prepare))
             parts.append(prepare(frames))
         prepared = torch.cat(parts) if len(parts) > 1 else parts[0]
         if prepared.shape[0] != uniq.size:
             raise DataError(f"{self.path}: decoder returned {prepared.shape[0]} frames")
         return _in_order(prepared, uniq, idx, inverse)
 
-    def _decode_error(self, uniq: np.ndarray, exc: Exception) -> DataError:
-        return DataError(
-            f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}: {_short(exc)}"
-        )
+    def _pyav_read(self, uniq: np.ndarray, exc: Exception, read: Callable[[Any], Any]) -> Any:
+        """Redo a read that decord failed with PyAV; keep PyAV only if that works.
+
+        Raises:
+            DataError: Naming both readers and their reasons, if PyAV fails too.
+        """
+        what = f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}"
+        state = (self.backend, self.size, self._vr)
+        pyav = self._use_pyav(exc, what)
+        try:
+            return read(pyav)
+        except DataError as pyav_exc:
+            self.backend, self.size, self._vr = state  # decord stays for other frames
+            raise _both_failed(what, exc, pyav_exc) from exc
 
     def _after_failure(self, uniq: np.ndarray, exc: Exception) -> None:
-        if self.size is None:
-            raise self._decode_error(uniq, exc) from exc
         # decord cannot scale to a few widths (16, 24, 48, 72 fail its copy check):
         # decode full frames from now on and let the transform resize them
         self.size = None
-        self._vr = self._open(None)
+        try:
+            self._vr = self._open(None)
+        except Exception as open_exc:
+            self._use_pyav(open_exc, f"cannot reopen video {self.path}")
 
     def _chunks(self, uniq: np.ndarray, as_torch: bool = False) -> Iterator[Any]:
         """The frames ``uniq`` (sorted, unique), a few at a time, in order.
@@ -293,6 +372,131 @@ class DecordVideoReader(FrameReader):
     def close(self) -> None:
         """Drop the decoder."""
         self._vr = None
+        if self._pyav is not None:
+            self._pyav.close()
+
+
+class PyAVVideoReader(FrameReader):
+    """Reads frames of a video file with PyAV (FFmpeg's own decoders and scaler).
+
+    The fallback of :class:`DecordVideoReader`. Frame ``i`` is the ``i``-th frame in
+    presentation order: the packets' timestamps are indexed once when the file is opened
+    (demuxing, no decoding), and each run of nearby frames is read by seeking to the keyframe
+    before it and decoding forward. Streams without timestamps are decoded from the start.
+
+    Args:
+        path: Video file.
+        num_threads: Decoder threads (0 lets FFmpeg choose).
+
+    Raises:
+        DataError: If the file is missing, has no video stream or cannot be read.
+    """
+
+    max_gap = 48
+    """Needed frames further apart than this are reached by seeking instead of decoding."""
+
+    def __init__(self, path: str | Path, num_threads: int = 1) -> None:
+        super().__init__(path)
+        if not self.path.is_file():
+            raise _PyAVError(f"video file not found: {self.path}", reason="file not found")
+        self.num_threads = num_threads
+        try:
+            self._pts, self._n = self._index()
+        except DataError:
+            raise
+        except Exception as exc:  # av.error.FFmpegError, IndexError (no video stream) ...
+            raise _PyAVError(
+                f"cannot open video {self.path} with PyAV: {_short(exc)}", reason=_short(exc)
+            ) from exc
+        if self._n <= 0:
+            raise _PyAVError(f"video {self.path} has no frames", reason="no frames")
+        self._position = {p: i for i, p in enumerate(self._pts or ())}
+
+    def _open(self) -> tuple[Any, Any]:
+        try:
+            import av
+        except ImportError as exc:  # pragma: no cover - PyAV is a declared dependency
+            raise _PyAVError(
+                "reading video files with PyAV needs the 'av' package (pip install av)",
+                reason="PyAV is not installed",
+            ) from exc
+        container = av.open(str(self.path))
+        try:
+            if not container.streams.video:
+                raise _PyAVError(f"{self.path} has no video stream", reason="no video stream")
+            stream = container.streams.video[0]
+            if self.num_threads != 1:
+                stream.thread_type = "AUTO"
+                stream.codec_context.thread_count = self.num_threads
+        except BaseException:
+            container.close()
+            raise
+        return container, stream
+
+    def _index(self) -> tuple[list[int] | None, int]:
+        """Presentation timestamps of the frames (``None`` if some lack one) and the count."""
+        container, stream = self._open()
+        with container:
+            pts = [p.pts for p in container.demux(stream) if p.size]
+        if pts and all(p is not None for p in pts):
+            return sorted(pts), len(pts)
+        container, stream = self._open()
+        with container:
+            return None, sum(1 for _ in container.decode(stream))
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames in the video (packets of its video stream)."""
+        return self._n
+
+    def _read(self, indices: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(indices, return_inverse=True)
+        found: dict[int, np.ndarray] = {}
+        try:
+            container, stream = self._open()
+            with container:
+                if self._pts is None:
+                    self._scan(container.decode(stream), 0, set(uniq.tolist()), found)
+                else:
+                    for lo, hi in _runs(uniq, self.max_gap):
+                        want = set(uniq[(uniq >= lo) & (uniq < hi)].tolist())
+                        container.seek(self._pts[lo], stream=stream, backward=True)
+                        self._scan(container.decode(stream), None, want, found)
+        except DataError:
+            raise
+        except Exception as exc:
+            raise _PyAVError(
+                f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path} with "
+                f"PyAV: {_short(exc)}",
+                reason=_short(exc),
+            ) from exc
+        missing = [i for i in uniq.tolist() if i not in found]
+        if missing:
+            reason = f"frame {missing[0]} was not decoded"
+            raise _PyAVError(f"{self.path}: {reason} (PyAV)", reason=reason)
+        out = np.stack([found[i] for i in uniq.tolist()])
+        return out if uniq.size == indices.size and np.all(uniq == indices) else out[inverse]
+
+    def _scan(
+        self, frames: Iterator[Any], first: int | None, want: set[int], found: dict[int, Any]
+    ) -> None:
+        """Decode ``frames`` until every index in ``want`` is in ``found``.
+
+        Args:
+            frames: Decoded frames in presentation order.
+            first: Index of the first frame (counting), or ``None`` to look indices up by pts.
+            want: Indices to keep.
+            found: Filled with index -> ``uint8 (H, W, 3)`` RGB frame.
+        """
+        last = max(want)
+        for k, frame in enumerate(frames):
+            i = first + k if first is not None else self._position.get(frame.pts)
+            if i is None:
+                continue
+            if i in want:
+                found[i] = frame.to_ndarray(format="rgb24")
+            if i >= last:
+                return
 
 
 class JpegFolderReader(FrameReader):

@@ -6,8 +6,9 @@ CIDEr) through ``pycocoevalcap``. Conventions:
 
 * Correlations are in ``[-1, 1]`` (multiply by 100 for the paper's tables); a correlation of
   a constant sequence is undefined and returned as ``nan``.
-* :func:`relative_l2` follows the AQA literature: the mean over samples of
-  ``((pred - true) / (high - low)) ** 2``, times 100, where ``high - low`` is the score range.
+* :func:`relative_l2` follows the AQA literature (CoRe, MUSDL, TPT): the mean over samples of
+  ``((pred - true) / (high - low)) ** 2``, times 100, where ``high`` and ``low`` are the highest
+  and lowest true scores of the evaluated samples, unless a fixed range is given.
 * Accuracies are fractions in ``[0, 1]``.
 """
 
@@ -77,22 +78,57 @@ def pearson(pred: Sequence[float], true: Sequence[float]) -> float:
     return _correlation(stats.pearsonr, pred, true)
 
 
-def relative_l2(pred: Sequence[float], true: Sequence[float], low: float, high: float) -> float:
+def relative_l2(
+    pred: Sequence[float],
+    true: Sequence[float],
+    low: float | None = None,
+    high: float | None = None,
+) -> float:
     """Relative L2 distance: ``100 * mean(((pred - true) / (high - low)) ** 2)``.
+
+    By default ``high`` and ``low`` are the highest and lowest of the true scores, the
+    literature's convention (CoRe, MUSDL, TPT compute it over the evaluated test set); on
+    UNLV-Dive (scores 18-103) a range from 0 would give 0.68x that value.
 
     Args:
         pred: Predicted scores.
         true: Ground-truth scores, same length.
-        low: Lowest score of the range (e.g. the dataset's minimum).
-        high: Highest score of the range.
+        low: Lowest score of a fixed range; default ``min(true)``.
+        high: Highest score of a fixed range; default ``max(true)``.
 
     Returns:
-        The distance (0 is perfect; lower is better).
+        The distance (0 is perfect; lower is better); ``nan`` when the range comes from the
+        true scores and they are all equal.
+
+    Raises:
+        ValueError: If a fixed range has ``high <= low``, or on mismatched lengths.
     """
-    if not high > low:
-        raise ValueError(f"score range must have high > low (got {low}, {high})")
     p, t = _pair(pred, true)
+    fixed = low is not None or high is not None
+    low = float(t.min()) if low is None else low
+    high = float(t.max()) if high is None else high
+    if not high > low:
+        if not fixed:
+            return float("nan")
+        raise ValueError(f"score range must have high > low (got {low}, {high})")
     return float(np.mean(((p - t) / (high - low)) ** 2) * 100.0)
+
+
+def score_range(
+    true: Sequence[float], fixed: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """The ``(low, high)`` that :func:`relative_l2` divides by: ``fixed``, else the true scores'.
+
+    Args:
+        true: Ground-truth scores.
+        fixed: A fixed ``(low, high)``, or ``None``.
+    """
+    if fixed is not None:
+        return float(fixed[0]), float(fixed[1])
+    t = np.asarray(true, dtype=np.float64).reshape(-1)
+    if t.size == 0:
+        raise ValueError("no samples to compare")
+    return float(t.min()), float(t.max())
 
 
 def mean_squared_error(pred: Sequence[float], true: Sequence[float]) -> float:

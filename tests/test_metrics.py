@@ -32,6 +32,19 @@ def test_relative_l2_convention():
         M.relative_l2(PRED, TRUE, 10, 10)
 
 
+def test_relative_l2_divides_by_the_range_of_the_true_scores_by_default():
+    # UNLV-Dive scores span 18-103: the literature (CoRe, MUSDL, TPT) divides by 103 - 18
+    true = np.array([18.0, 40.0, 77.5, 103.0])
+    pred = true + np.array([5.0, -3.0, 2.0, -6.0])
+    expected = np.mean(((pred - true) / (103 - 18)) ** 2) * 100
+    assert M.relative_l2(pred, true) == pytest.approx(expected)
+    assert M.score_range(true) == (18.0, 103.0)
+    assert M.score_range(true, (0, 110)) == (0.0, 110.0)
+    from_zero = M.relative_l2(pred, true, 0.0, 103.0)  # the old, fixed 0-based range
+    assert from_zero / M.relative_l2(pred, true) == pytest.approx((85 / 103) ** 2)  # 0.68x
+    assert math.isnan(M.relative_l2([1.0, 2.0], [5.0, 5.0]))  # no spread, no range
+
+
 def test_accuracy_mse_and_length_checks():
     assert M.accuracy([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
     assert M.mean_squared_error([1.0, 3.0], [2.0, 1.0]) == pytest.approx(2.5)

@@ -96,6 +96,26 @@ def test_score_head_with_several_scores_reports_fisher_z_means():
     )
 
 
+def test_score_relative_l2_uses_the_evaluated_range_unless_a_fixed_one_is_asked_for():
+    targets = tiny_targets(scores={"final_score": (0, 104.5)}, captions=False)
+    preds = {"final_score": [23.0, 37.0, 82.5, 97.0]}
+    refs = {"final_score": [18.0, 40.0, 77.5, 103.0]}
+    sq = [(p - t) ** 2 for p, t in zip(preds["final_score"], refs["final_score"], strict=True)]
+
+    def expected(low: float, high: float) -> float:
+        return 100 * sum(sq) / len(sq) / (high - low) ** 2
+
+    m = _head(ScoreHead, {}, (6,), targets).metrics(preds, refs)
+    assert m["rel_l2"] == pytest.approx(expected(18, 103))
+    assert (m["rel_l2_low"], m["rel_l2_high"]) == (18.0, 103.0)  # stated with the value
+    m = _head(ScoreHead, {"rel_l2_range": "dataset"}, (6,), targets).metrics(preds, refs)
+    assert m["rel_l2"] == pytest.approx(expected(0, 104.5)) and m["rel_l2_high"] == 104.5
+    m = _head(ScoreHead, {"rel_l2_range": [10, 110]}, (6,), targets).metrics(preds, refs)
+    assert m["rel_l2"] == pytest.approx(expected(10, 110)) and m["rel_l2_low"] == 10.0
+    with pytest.raises(ValueError, match="high > low"):
+        ScoreHead.parse_params({"rel_l2_range": [50, 50]})
+
+
 def test_heads_explain_missing_targets():
     only_scores = tiny_targets(classes={}, captions=False)
     p = ScoreHead.parse_params({"scores": ["execution"]})

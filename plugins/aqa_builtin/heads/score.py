@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
 from aqa_builtin.heads.context import ConvHeadTrunk
@@ -51,15 +51,31 @@ class ScoreParams(BaseModel):
     loss: Literal["mse+l1", "mse", "l1"] = Field(
         "mse+l1", description="Regression loss; 'mse+l1' is paper eq. 1."
     )
+    rel_l2_range: Literal["evaluated", "dataset"] | tuple[float, float] = Field(
+        "evaluated",
+        description="Score range that relative L2 divides by: 'evaluated' (the lowest to the "
+        "highest true score of the evaluated split, as CoRe, MUSDL and TPT compute it), "
+        "'dataset' (the range the dataset declares) or a fixed [low, high]. The range used is "
+        "reported as rel_l2_low and rel_l2_high.",
+    )
+
+    @field_validator("rel_l2_range")
+    @classmethod
+    def _ordered_range(cls, value: Any) -> Any:
+        if isinstance(value, tuple) and not value[1] > value[0]:
+            raise ValueError(f"a fixed range needs high > low (got {list(value)})")
+        return value
 
 
 class ScoreHead(TaskHead):
     """Regresses one or more quality scores; loss MSE + L1 (paper eq. 1).
 
     Predictions are in the dataset's points; metrics per split are Spearman's and Pearson's
-    correlation, relative L2 (over the dataset's declared score range) and MSE. With several
-    scores, metrics carry the score name as prefix and ``spearman`` / ``pearson`` are their
-    Fisher-z means.
+    correlation, relative L2 and MSE. Relative L2 divides by the range of the evaluated true
+    scores by default (the literature's convention; ``rel_l2_range`` chooses the dataset's
+    declared range or a fixed one), and the range used is reported as ``rel_l2_low`` and
+    ``rel_l2_high``. With several scores, metrics carry the score name as prefix and
+    ``spearman`` / ``pearson`` are their Fisher-z means.
     """
 
     name = "score"
@@ -131,16 +147,18 @@ class ScoreHead(TaskHead):
         return {n: torch.as_tensor(batch["scores"][n]).float().tolist() for n in self.names}
 
     def metrics(self, predictions: dict[str, list], references: dict[str, list]) -> dict:
-        """Spearman, Pearson, relative L2 and MSE over a split."""
+        """Spearman, Pearson, relative L2 (with the range it used) and MSE over a split."""
         out: dict[str, float] = {}
         per: dict[str, dict[str, float]] = {}
         for n in self.names:
             p, t = predictions[n], references[n]
-            rng = self.targets.scores[n]
+            low, high = M.score_range(t, self._fixed_range(n))
             per[n] = {
                 "spearman": M.spearman(p, t),
                 "pearson": M.pearson(p, t),
-                "rel_l2": M.relative_l2(p, t, rng.low, rng.high),
+                "rel_l2": M.relative_l2(p, t, low, high) if high > low else float("nan"),
+                "rel_l2_low": low,
+                "rel_l2_high": high,
                 "mse": M.mean_squared_error(p, t),
             }
         if len(self.names) == 1:
@@ -151,3 +169,13 @@ class ScoreHead(TaskHead):
         out["pearson"] = M.fisher_z_mean([v["pearson"] for v in per.values()])
         out["rel_l2"] = sum(v["rel_l2"] for v in per.values()) / len(per)
         return out
+
+    def _fixed_range(self, name: str) -> tuple[float, float] | None:
+        """The fixed relative-L2 range of a score, or ``None`` for the evaluated scores'."""
+        choice = self.params.rel_l2_range
+        if choice == "evaluated":
+            return None
+        if choice == "dataset":
+            rng = self.targets.scores[name]
+            return (rng.low, rng.high)
+        return (float(choice[0]), float(choice[1]))

@@ -113,6 +113,23 @@ def test_generation_is_deterministic_and_refuses_to_clobber(synth, tmp_path):
         generate_diving(tmp_path / "mine", dives=10, overwrite=True)
 
 
+def test_overwrite_replaces_only_the_generated_files(tmp_path):
+    root = tmp_path / "dives"
+    generate_diving(root, dives=8, seed=1, size=(32, 32), dives_per_event=2)
+    listed = json.loads((root / "synthetic.json").read_text())["files"]
+    assert "whole_videos/04.mp4" in listed and "synthetic.json" in listed
+    (root / "notes.txt").write_text("mine")
+    (root / "whole_videos" / "extra.mp4").write_bytes(b"mine too")
+    generate_diving(root, dives=4, seed=2, size=(32, 32), dives_per_event=2, overwrite=True)
+    assert (root / "notes.txt").read_text() == "mine"
+    assert (root / "whole_videos" / "extra.mp4").read_bytes() == b"mine too"
+    videos = sorted(p.name for p in (root / "whole_videos").iterdir())
+    assert videos == ["01.mp4", "02.mp4", "extra.mp4"]  # events 3 and 4 were the generator's
+    assert json.loads((root / "synthetic.json").read_text())["seed"] == 2
+    assert len(mtl(root, "train")) + len(mtl(root, "test")) == 4
+    assert not [p for p in tmp_path.iterdir() if p.name != "dives"]  # no temporaries left
+
+
 def test_dive_model_scores_and_captions():
     assert difficulty(position=2, armstand=0, rotation_type=1, ss_no=9, tw_no=0) == 3.2
     assert difficulty(0, 1, 3, 9, 7) == 4.1  # clipped

@@ -36,7 +36,12 @@ def synth(
         typer.Option("--workers", help="Processes rendering videos (default: CPUs, at most 4)."),
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an earlier synthetic dataset there.")
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an earlier synthetic dataset there (only the files it generated; "
+            "files you added are kept).",
+        ),
     ] = False,
 ) -> None:
     """Generate SYNTHETIC diving videos and annotations in the MTL-AQA release format.

@@ -212,7 +212,9 @@ def generate_diving(
         test_fraction: Share of dives in the test split.
         fps: Frame rate written in the videos.
         workers: Processes rendering event videos in parallel.
-        overwrite: Replace an existing synthetic dataset at ``out_dir``.
+        overwrite: Replace an existing synthetic dataset at ``out_dir``. Only the files the
+            generator wrote there (listed in its ``synthetic.json``) are replaced or removed;
+            files added to the folder since are kept.
 
     Returns:
         A :class:`SynthSummary`.
@@ -270,14 +272,18 @@ def generate_diving(
             "codec": codec,
             "details": details,
         }
-        (tmp / MARKER).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         (tmp / "README.md").write_text(_README.format(**meta), encoding="utf-8")
+        meta["files"] = sorted(
+            [*(f.relative_to(tmp).as_posix() for f in tmp.rglob("*") if f.is_file()), MARKER]
+        )
+        (tmp / MARKER).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if overwrite and out.exists():
-            shutil.rmtree(out)
-        try:
-            os.replace(tmp, out)
-        except OSError as exc:
-            raise DataError(f"output folder appeared while generating: {out} ({exc})") from exc
+            _replace_generated(tmp, out)
+        else:
+            try:
+                os.replace(tmp, out)
+            except OSError as exc:
+                raise DataError(f"output folder appeared while generating: {out} ({exc})") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -302,6 +308,67 @@ def generate_diving(
         classes=_class_counts(annotations),
         codec=codec,
     )
+
+
+_FIXED_FILES = (
+    "final_annotations_dict.pkl",
+    "final_captions_dict.pkl",
+    "train_split_0.pkl",
+    "test_split_0.pkl",
+    "vocab.json",
+    "README.md",
+    MARKER,
+)
+
+
+def _generated_files(root: Path) -> set[str]:
+    """The files (relative paths) an earlier run of the generator wrote into ``root``.
+
+    Its ``synthetic.json`` lists them; one written before the list existed implies the fixed
+    names and ``whole_videos/NN.mp4``.
+    """
+    try:
+        listed = json.loads((root / MARKER).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        listed = None
+    if isinstance(listed, list) and all(isinstance(f, str) for f in listed):
+        names = set(listed)
+    else:
+        names = set(_FIXED_FILES)
+        videos = root / "whole_videos"
+        if videos.is_dir():
+            names |= {
+                f"whole_videos/{f.name}"
+                for f in videos.iterdir()
+                if f.suffix == ".mp4" and f.stem.isdigit()
+            }
+    # never anything outside the folder, whatever the file says
+    return {n for n in names if n and not Path(n).is_absolute() and ".." not in Path(n).parts}
+
+
+def _replace_generated(tmp: Path, out: Path) -> None:
+    """Put a freshly generated dataset (``tmp``) in place of an earlier one at ``out``.
+
+    Files the earlier generator wrote are replaced or removed; anything else in ``out`` stays.
+    If nothing else is there, the whole folder is swapped at once.
+    """
+    old = _generated_files(out)
+    ours = old | {p.as_posix() for f in old for p in Path(f).parents if p != Path(".")}
+    present = {f.relative_to(out).as_posix() for f in out.rglob("*")}
+    if present <= ours:  # nothing of the user's: swap the folders
+        aside = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, aside)
+        os.replace(tmp, out)
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    new = {f.relative_to(tmp).as_posix() for f in tmp.rglob("*") if f.is_file()}
+    for name in sorted(new - {MARKER}):  # the marker last: it says the folder is complete
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / name, out / name)
+    for name in sorted(old - new):
+        (out / name).unlink(missing_ok=True)
+    os.replace(tmp / MARKER, out / MARKER)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _annotations(

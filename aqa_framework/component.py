@@ -7,6 +7,43 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+PATH_PARAM: dict[str, Any] = {"format": "path"}
+"""``json_schema_extra`` that marks a parameter as a filesystem path.
+
+Declare a parameter that names a file or folder (a dataset root, a cache folder, a weight file)
+as ``root: str = Field(..., json_schema_extra=PATH_PARAM)`` (parameters typed
+``pathlib.Path`` count as paths without it). ``aqa run`` stores such a parameter absolute in
+the run folder when the spec gives it relative, so the run can be evaluated and resumed from
+any directory. Paths documented as relative to another parameter (files inside ``root``) are
+not marked.
+"""
+
+
+def path_params(params: type[BaseModel]) -> list[str]:
+    """Names of the parameters of a ``Params`` model that are filesystem paths.
+
+    A parameter is a path if its field carries :data:`PATH_PARAM` or its type is
+    ``pathlib.Path`` (alone or in an optional).
+
+    Args:
+        params: A component's ``Params`` model class.
+    """
+    import typing
+    from pathlib import Path
+
+    out = []
+    for name, info in params.model_fields.items():
+        extra = info.json_schema_extra
+        marked = isinstance(extra, dict) and extra.get("format") == "path"
+        ann = info.annotation
+        typed = ann is not None and (
+            (isinstance(ann, type) and issubclass(ann, Path))
+            or any(isinstance(a, type) and issubclass(a, Path) for a in typing.get_args(ann))
+        )
+        if marked or typed:
+            out.append(name)
+    return out
+
 
 class NoParams(BaseModel):
     """Parameters of a component that takes none."""

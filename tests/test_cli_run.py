@@ -165,6 +165,20 @@ def test_bad_input_gives_one_clear_message(reference, tiny, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_evaluate_fails_on_a_damaged_best_unless_last_is_asked_for(reference, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    (run / "checkpoints" / "best" / "checkpoint.json").unlink()
+    code, _, err = run_cli(["evaluate", run], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "checkpoints/best is damaged" in err and "checkpoints/last" in err
+    code, out, err = run_cli(["evaluate", run / "checkpoints" / "last", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["checkpoint"].endswith("last")
+
+
 def test_killed_run_resumes_to_the_same_metrics(reference, tiny, tmp_path, capsys):
     spec, sets, _ = tiny
     folder = tmp_path / "killed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -165,7 +166,7 @@ def test_weights_that_do_not_fit_are_named(tmp_path):
         load_weights(other, model.state_dict(), "ckpt")
 
 
-def test_a_second_name_shares_the_files_and_reports_its_epoch(tmp_path):
+def test_a_second_name_is_a_copy_and_reports_its_epoch(tmp_path):
     model, _ = trained_optimizer()
     save_checkpoint(tmp_path, "last", model.state_dict(), {**META, "epoch": 4})
     assert checkpoint_epoch(tmp_path / "best") is None
@@ -174,3 +175,48 @@ def test_a_second_name_shares_the_files_and_reports_its_epoch(tmp_path):
     assert load_checkpoint(tmp_path / "best", training_state=False).epoch == 4
     save_checkpoint(tmp_path, "last", model.state_dict(), {**META, "epoch": 5})
     assert checkpoint_epoch(tmp_path / "best") == 4  # untouched by the newer last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "last"]  # no temporaries
+
+
+def run_with_best_and_last(root, best_epoch=2, last_epoch=3):
+    """A run folder's checkpoints: ``best`` of ``best_epoch`` and ``last`` of ``last_epoch``."""
+    model, _ = trained_optimizer()
+    ck = root / "checkpoints"
+    best = {"epoch": best_epoch}
+    save_checkpoint(ck, "last", model.state_dict(), {**META, "epoch": best_epoch, "best": best})
+    copy_checkpoint(ck, "last", "best")
+    save_checkpoint(ck, "last", model.state_dict(), {**META, "epoch": last_epoch, "best": best})
+    return ck
+
+
+def test_damage_to_best_does_not_reach_last(tmp_path):
+    ck = run_with_best_and_last(tmp_path, best_epoch=3, last_epoch=3)
+    copy_checkpoint(ck, "last", "best")
+    weights = ck / "best" / "model.safetensors"
+    with open(weights, "r+b") as f:  # damaged in place (a disk error, an edit)
+        f.seek(-1, 2)
+        last_byte = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last_byte[0] ^ 0xFF]))
+    with pytest.raises(CheckpointError, match=r"best/model.safetensors is corrupt"):
+        load_checkpoint(tmp_path)
+    assert load_checkpoint(ck / "last", training_state=False).epoch == 3
+
+
+def test_a_damaged_or_lost_best_is_an_error_not_a_silent_fallback(tmp_path):
+    ck = run_with_best_and_last(tmp_path)
+    (ck / "best" / "checkpoint.json").unlink()
+    with pytest.raises(
+        CheckpointError,
+        match=r"checkpoints/best is damaged \(it has no checkpoint.json\); give .*"
+        r"checkpoints/last to use the last checkpoint instead",
+    ):
+        find_checkpoint(tmp_path)
+    assert find_checkpoint(ck / "last") == ck / "last"  # asking for last works
+    shutil.rmtree(ck / "best")
+    with pytest.raises(CheckpointError, match=r"best \(the selected epoch 2\) is missing"):
+        load_checkpoint(tmp_path)
+    # a run that stopped between writing last and best: last is the selected epoch
+    ck = run_with_best_and_last(tmp_path / "b", best_epoch=3, last_epoch=3)
+    shutil.rmtree(ck / "best")
+    assert find_checkpoint(tmp_path / "b") == ck / "last"

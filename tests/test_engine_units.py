@@ -130,6 +130,11 @@ def test_run_folder_refuses_to_overwrite_a_run(tmp_path):
     folder.write_spec("seed: 0\n")
     folder.write_metrics([{"epoch": 1}, {"epoch": 2}])
     assert [r["epoch"] for r in folder.read_metrics()] == [1, 2]
+    (folder.path / "notes.txt").write_text("mine")
+    RunFolder(tmp_path / "run").create()  # no checkpoint yet: the run may start again
+    assert sorted(p.name for p in folder.path.iterdir()) == ["notes.txt"]
+    folder.write_spec("seed: 0\n")
+    (folder.checkpoints / "last").mkdir(parents=True)
     with pytest.raises(CheckpointError, match="already holds a run; resume it with --resume"):
         RunFolder(tmp_path / "run").create()
     with pytest.raises(CheckpointError, match="has no final results"):

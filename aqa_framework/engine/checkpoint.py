@@ -9,9 +9,11 @@ A checkpoint is a folder::
                             training state, and the SHA-256 of both tensor files
 
 Nothing is pickled, so loading an untrusted checkpoint cannot run code. A checkpoint is written
-into a temporary folder and moved into place with ``os.replace``; a crash at any moment leaves
-the previous complete checkpoint (``last`` or, for an instant, ``last.prev``) readable. The
-folder is self-contained: ``aqa predict`` needs nothing else.
+into a temporary folder (a name unique to the writing process) and moved into place with
+``os.replace``; a crash at any moment leaves the previous complete checkpoint (``last`` or, for
+an instant, ``last.prev``) readable. ``best`` holds copies of its files, not links to those of
+``last``, so damage to one never reaches the other. The folder is self-contained:
+``aqa predict`` needs nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -132,6 +136,50 @@ def _write_folder(
     _fsync(folder)
 
 
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp(?:-(?P<pid>\d+)-[0-9a-f]+)?$")
+
+
+def _temporary(directory: Path, name: str) -> Path:
+    """A temporary folder name for checkpoint ``name`` that no other writer can pick."""
+    _remove_stale_temporaries(directory, name)
+    return directory / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def _remove_stale_temporaries(directory: Path, name: str) -> None:
+    """Remove temporaries of ``name`` left by writers that died (or by older versions)."""
+    if not directory.is_dir():
+        return
+    for p in directory.iterdir():
+        m = _TMP_NAME.match(p.name)
+        if m is None or m["name"] != name:
+            continue
+        if m["pid"] is None or (int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"]))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def remove_temporaries(directory: str | Path) -> None:
+    """Remove every checkpoint temporary in a ``checkpoints`` folder.
+
+    Only call it while holding the run folder's lock (no other writer can be at work).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for p in directory.iterdir():
+        if _TMP_NAME.match(p.name):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _swap_into_place(src: Path, dst: Path) -> None:
     """Move a complete folder to ``dst``; ``dst.prev`` holds the old one for an instant."""
     prev = dst.with_name(dst.name + ".prev")
@@ -163,7 +211,7 @@ def save_checkpoint(
         model_state: The model's ``state_dict()``.
         meta: JSON-able metadata; must hold ``epoch``, ``spec`` and ``targets``.
         training_state: Optimizer/scheduler/RNG states (tensors allowed), or ``None``.
-        also_as: Further names that get the same files (``best``), by hard link when possible.
+        also_as: Further names that get a copy of the same files (``best``).
 
     Returns:
         The checkpoint folder.
@@ -173,38 +221,41 @@ def save_checkpoint(
             raise ValueError(f"checkpoint metadata needs {key!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    _write_folder(tmp, model_state, meta, training_state)
-    dst = directory / name
-    _swap_into_place(tmp, dst)
+    tmp = _temporary(directory, name)
+    try:
+        _write_folder(tmp, model_state, meta, training_state)
+        dst = directory / name
+        _swap_into_place(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     for alias in also_as:
         copy_checkpoint(directory, name, alias)
     return dst
 
 
 def copy_checkpoint(directory: str | Path, src: str, dst: str) -> Path:
-    """Give checkpoint ``src`` a second name ``dst`` atomically (hard links when possible).
+    """Copy checkpoint ``src`` to a second name ``dst`` atomically.
 
-    Files of a checkpoint are never modified in place, so sharing them is safe.
+    The files are copied, not hard-linked: a file damaged in one checkpoint (a disk error, an
+    edit) must not damage the other.
 
     Returns:
         The ``dst`` folder.
     """
     directory = Path(directory)
     source = directory / src
-    tmp = directory / f".{dst}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    for f in source.iterdir():
-        try:
-            os.link(f, tmp / f.name)
-        except OSError:
-            shutil.copy2(f, tmp / f.name)
-    _fsync(tmp)
-    _swap_into_place(tmp, directory / dst)
+    tmp = _temporary(directory, dst)
+    try:
+        tmp.mkdir()
+        for f in source.iterdir():
+            shutil.copyfile(f, tmp / f.name)
+            _fsync(tmp / f.name)
+        _fsync(tmp)
+        _swap_into_place(tmp, directory / dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return directory / dst
 
 
@@ -258,10 +309,18 @@ def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best", "last")
         return found
     ckdir = p / CHECKPOINTS_DIR
     if ckdir.is_dir():
-        for name in prefer:
+        for i, name in enumerate(prefer):
             found = _candidate(ckdir / name)
+            later = prefer[i + 1 :]
             if found is not None:
                 return found
+            if (ckdir / name).exists():
+                raise CheckpointError(
+                    f"checkpoint {ckdir / name} is damaged (it has no {META_FILE})"
+                    + _instead(ckdir, later)
+                )
+            if name == "best" and later:
+                _check_best_not_lost(ckdir, later)
         raise CheckpointError(
             f"run folder {p} has no completed checkpoint yet (looked for "
             f"{', '.join(f'{CHECKPOINTS_DIR}/{n}' for n in prefer)}); a run writes one at the "
@@ -271,6 +330,34 @@ def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best", "last")
         f"{p} is not a run folder (no {CHECKPOINTS_DIR}/ inside) nor a checkpoint folder "
         f"(no {META_FILE} inside)"
     )
+
+
+def _instead(ckdir: Path, names: tuple[str, ...]) -> str:
+    """The hint that names the checkpoint to give instead of a broken preferred one."""
+    for name in names:
+        if _candidate(ckdir / name) is not None:
+            return f"; give {ckdir / name} to use the {name} checkpoint instead"
+    return ""
+
+
+def _check_best_not_lost(ckdir: Path, later: tuple[str, ...]) -> None:
+    """Refuse to stand in ``last`` for a ``best`` of another epoch that has gone missing."""
+    for name in later:
+        folder = _candidate(ckdir / name)
+        if folder is None:
+            continue
+        try:
+            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+            selected, epoch = meta["best"]["epoch"], meta["epoch"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # load_checkpoint reports a damaged metadata file
+        if selected is not None and selected != epoch:
+            raise CheckpointError(
+                f"checkpoint {ckdir / 'best'} (the selected epoch {selected}) is missing"
+                + _instead(ckdir, later)
+                + f" (epoch {epoch})"
+            )
+        return
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -294,6 +381,18 @@ def load_checkpoint(path: str | Path, training_state: bool = True) -> Checkpoint
             format.
     """
     folder = find_checkpoint(path)
+    try:
+        return _load(folder, training_state)
+    except CheckpointError as exc:
+        hint = ""
+        if folder.parent.name == CHECKPOINTS_DIR and folder.name.startswith("best"):
+            hint = _instead(folder.parent, ("last",))
+        if not hint:
+            raise
+        raise CheckpointError(f"{exc}{hint}") from None
+
+
+def _load(folder: Path, training_state: bool) -> Checkpoint:
     meta_path = folder / META_FILE
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))

@@ -51,6 +51,32 @@ def _without_pretrained(resolved: ResolvedSpec) -> None:
             comp.params = comp.params.model_copy(update={"pretrained": None})
 
 
+def _stored_spec(ckpt: Checkpoint, source: str) -> dict[str, Any]:
+    """The checkpoint's spec, its relative paths made absolute against the run's directory.
+
+    Runs store their paths absolute; a run made by an older version stored them as given, and
+    ``environment.json`` of its run folder says which directory they are relative to.
+    """
+    import json
+
+    from aqa_framework.engine.checkpoint import CHECKPOINTS_DIR
+    from aqa_framework.engine.run_folder import ENVIRONMENT_FILE
+    from aqa_framework.resolve import resolve
+    from aqa_framework.spec import parse_spec
+    from aqa_framework.spec_paths import absolute_raw_paths
+
+    raw = copy.deepcopy(ckpt.spec)
+    if ckpt.path.parent.name != CHECKPOINTS_DIR:
+        return raw
+    env_file = ckpt.path.parent.parent / ENVIRONMENT_FILE
+    try:
+        cwd = json.loads(env_file.read_text(encoding="utf-8"))["cwd"]
+        resolved = resolve(parse_spec(raw, source=source), source=source)
+    except (OSError, ValueError, KeyError, TypeError, SpecError):
+        return raw  # no record of the directory, or an invalid spec (reported later)
+    return absolute_raw_paths(raw, resolved, base=cwd)
+
+
 def load_trained_model(
     path: str | Path, overrides: list[str] | None = None, device: str = "auto"
 ) -> TrainedModel:
@@ -70,8 +96,8 @@ def load_trained_model(
     from aqa_framework.spec import apply_overrides, parse_spec
 
     ckpt = load_checkpoint(path, training_state=False)
-    raw = apply_overrides(copy.deepcopy(ckpt.spec), overrides or [])
     source = str(ckpt.path / "checkpoint.json")
+    raw = apply_overrides(_stored_spec(ckpt, source), overrides or [])
     try:
         spec = parse_spec(raw, source=source)
     except SpecError:

@@ -78,6 +78,55 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSpec) -> Any |
     return scheduler
 
 
+def _length_keys(train: TrainSpec, other_epochs: int) -> set[str]:
+    """Scheduler state entries that depend on ``train.epochs`` (``t_initial`` for cosine)."""
+    lr = train.optimizer.lr
+    states = []
+    for epochs in (train.epochs, other_epochs):
+        param = torch.nn.Parameter(torch.zeros(1))
+        sched = build_scheduler(
+            torch.optim.SGD([param], lr=lr), train.model_copy(update={"epochs": epochs})
+        )
+        states.append(sched.state_dict() if sched is not None else {})
+    a, b = states
+    return {k for k in set(a) | set(b) if repr(a.get(k)) != repr(b.get(k))}
+
+
+def restore_scheduler(
+    scheduler: Any, state: dict[str, Any], train: TrainSpec, started_epochs: int, completed: int
+) -> bool:
+    """Restore a schedule from a checkpoint, rebuilt if ``train.epochs`` changed since.
+
+    With the same number of epochs the saved state is loaded as it is (a resumed run then
+    computes exactly what an uninterrupted one does). With another number the schedule is the
+    one a run planned with the new ``train.epochs`` from the start would follow: the entries
+    of the saved state that depend on the run's length (cosine's ``t_initial``, ...) come from
+    the new schedule, the rest from the checkpoint, and the learning rate of the next epoch is
+    set from the new schedule. Schedules that do not depend on the length (``step``,
+    ``multistep``, ``plateau``) are restored unchanged.
+
+    Args:
+        scheduler: The schedule built for the current spec (:func:`build_scheduler`).
+        state: The saved ``scheduler.state_dict()``.
+        train: The current ``train`` section.
+        started_epochs: ``train.epochs`` of the run that wrote the checkpoint.
+        completed: Number of epochs completed (the checkpoint's epoch).
+
+    Returns:
+        Whether the schedule was rebuilt for a new length.
+    """
+    if started_epochs == train.epochs:
+        scheduler.load_state_dict(state)
+        return False
+    keys = _length_keys(train, started_epochs)
+    fresh = scheduler.state_dict()
+    scheduler.load_state_dict({**state, **{k: fresh[k] for k in keys if k in fresh}})
+    if not keys:
+        return False
+    scheduler.step(completed)  # the learning rate of the next epoch, on the new schedule
+    return True
+
+
 def current_lr(optimizer: torch.optim.Optimizer) -> float:
     """Learning rate of the first parameter group."""
     return float(optimizer.param_groups[0]["lr"])

@@ -24,12 +24,15 @@ import io
 import json
 import os
 import re
+import secrets
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from aqa_framework.engine.checkpoint import CHECKPOINTS_DIR
+from aqa_framework.engine.checkpoint import CHECKPOINTS_DIR, find_checkpoint
+from aqa_framework.engine.run_lock import LOCK_FILE
 from aqa_framework.errors import CheckpointError
 
 SPEC_FILE = "spec.yaml"
@@ -40,23 +43,77 @@ RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 REPORT_DIR = "report"
 
+RUN_FILES = frozenset(
+    {
+        SPEC_FILE,
+        ENVIRONMENT_FILE,
+        METRICS_FILE,
+        PREDICTIONS_FILE,
+        RESULTS_FILE,
+        REPORT_FILE,
+        REPORT_DIR,
+        CHECKPOINTS_DIR,
+        LOCK_FILE,
+    }
+)
+"""Every name a run writes at the top of its folder."""
+
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a text file through a temporary file and ``os.replace``."""
+    """Write a text file through a temporary file and ``os.replace``.
+
+    The temporary file's name is unique to this process and call, so two writers never share
+    one; it is removed if writing fails.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def default_run_name(spec_source: str | None, now: float | None = None) -> str:
-    """``<spec file stem>-<YYYYmmdd-HHMMSS>``."""
+    """``<spec file stem>-<YYYYmmdd-HHMMSS>`` (:func:`create_run_folder` makes it unique)."""
     stem = Path(spec_source).stem if spec_source else "run"
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem) or "run"
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+
+
+def create_run_folder(parent: str | Path, name: str) -> RunFolder:
+    """Create a new, empty run folder ``parent/name``, or ``name-2``, ``name-3``, ... if taken.
+
+    The folder is created with ``mkdir`` (which fails if it exists), so two processes that
+    pick the same default name in the same second still get different folders.
+
+    Args:
+        parent: The folder of run folders (``output.dir``).
+        name: The wanted name (:func:`default_run_name`).
+
+    Returns:
+        The new run folder; it is empty and nobody else created it.
+    """
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return RunFolder(path)
+    raise CheckpointError(f"cannot find a free run folder name like {parent / name}")
+
+
+def _is_temporary(name: str) -> bool:
+    """Whether a file name is one of the temporaries of an atomic write."""
+    return name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name)
 
 
 class RunFolder:
@@ -83,21 +140,68 @@ class RunFolder:
         return (self.path / SPEC_FILE).is_file()
 
     def has_checkpoints(self) -> bool:
-        """Whether any checkpoint was written."""
-        return self.checkpoints.is_dir() and any(self.checkpoints.iterdir())
+        """Whether any checkpoint was written (complete or damaged; temporaries do not count)."""
+        return self.checkpoints.is_dir() and any(
+            not _is_temporary(p.name) for p in self.checkpoints.iterdir()
+        )
+
+    def has_resumable_checkpoint(self) -> bool:
+        """Whether a complete ``last`` checkpoint (or its ``last.prev``) exists."""
+        try:
+            find_checkpoint(self.path, prefer=("last",))
+        except CheckpointError:
+            return False
+        return True
+
+    def is_unstarted_run(self) -> bool:
+        """A run folder whose run stopped before its first checkpoint (nothing to keep)."""
+        return (
+            self.is_run_folder()
+            and not self.has_checkpoints()
+            and not (self.path / RESULTS_FILE).exists()
+        )
 
     def create(self) -> None:
-        """Create a fresh run folder.
+        """Make the folder ready for a fresh run (call it while holding the folder's lock).
+
+        The folder may be missing, empty, or hold a run that stopped before its first
+        checkpoint (its files are replaced; anything else in the folder is kept).
 
         Raises:
-            CheckpointError: If the folder already holds a run (resume it instead).
+            CheckpointError: If the folder already holds a run (resume it instead), is a file,
+                or holds files that are not a run's.
         """
-        if self.is_run_folder() or self.has_checkpoints():
+        if self.path.exists() and not self.path.is_dir():
+            raise CheckpointError(f"run folder {self.path} is a file; give a folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.is_unstarted_run():
+            self.clear_unstarted()
+            return
+        if self.has_checkpoints() or self.is_run_folder():
             raise CheckpointError(
                 f"run folder {self.path} already holds a run; resume it with --resume "
                 f"{self.path}, or choose another --run-dir / output.name"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
+        foreign = sorted(
+            p.name for p in self.path.iterdir() if p.name != LOCK_FILE and not _is_temporary(p.name)
+        )
+        if foreign:
+            more = f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else ""
+            shown = ", ".join(foreign[:5]) + more
+            raise CheckpointError(
+                f"run folder {self.path} is not empty and holds no run ({shown}); give a new "
+                "or empty folder as --run-dir so that nothing in it is overwritten"
+            )
+
+    def clear_unstarted(self) -> None:
+        """Remove what a run that stopped before its first checkpoint wrote (not other files)."""
+        for p in self.path.iterdir():
+            if p.name == LOCK_FILE or not (p.name in RUN_FILES or _is_temporary(p.name)):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
 
     def write_spec(self, text: str) -> None:
         """Store the resolved spec."""

@@ -21,12 +21,14 @@ from torch.utils.data import Dataset, Subset
 
 from aqa_framework.engine import distributed as D
 from aqa_framework.engine.checkpoint import (
+    CHECKPOINTS_DIR,
     Checkpoint,
     checkpoint_epoch,
     copy_checkpoint,
     find_checkpoint,
     load_checkpoint,
     load_weights,
+    remove_temporaries,
     save_checkpoint,
 )
 from aqa_framework.engine.environment import collect_environment
@@ -37,6 +39,7 @@ from aqa_framework.engine.optim import (
     build_scheduler,
     current_lr,
     load_optimizer_state,
+    restore_scheduler,
 )
 from aqa_framework.engine.precision import (
     configure_backends,
@@ -50,14 +53,17 @@ from aqa_framework.engine.run_folder import (
     ENVIRONMENT_FILE,
     RESULTS_FILE,
     RunFolder,
+    create_run_folder,
     default_run_name,
 )
+from aqa_framework.engine.run_lock import RunLock
 from aqa_framework.engine.seeding import get_rng_state, seed_everything, set_rng_state
 from aqa_framework.engine.selection import Selection, describe_selection, resolve_selection
 from aqa_framework.engine.signals import GracefulStop, TrainingInterrupted
-from aqa_framework.errors import CheckpointError, SpecError
+from aqa_framework.errors import AQAError, CheckpointError, SpecError
 from aqa_framework.resolve import ResolvedSpec
 from aqa_framework.spec import Spec, dump_spec
+from aqa_framework.spec_paths import absolute_paths, absolute_raw_paths
 
 # Spec paths that may change when a run is resumed (they do not change what is computed).
 RESUMABLE_CHANGES = (
@@ -80,26 +86,39 @@ def run_training(
 ) -> Path:
     """Train and evaluate a resolved spec; returns the run folder.
 
+    The run folder is locked (:class:`~aqa_framework.engine.run_lock.RunLock`) from the moment
+    it is claimed until the run ends, so a second process cannot write into it. Relative paths
+    among the components' parameters (``data.params.root``, ``cache_dir``, ``pretrained``)
+    are made absolute against the current directory before anything is stored, so the run
+    folder's spec works from any directory.
+
     Args:
         resolved: The validated spec with its components.
         run_dir: Run folder to create (default ``output.dir/output.name``, the name defaulting
-            to the spec file's stem and the time).
-        resume: Run folder (or checkpoint folder) of an interrupted run to continue.
+            to the spec file's stem and the time, made unique). It must be new, empty, or hold
+            a run that stopped before its first checkpoint.
+        resume: Run folder (or checkpoint folder) of an interrupted run to continue; a run
+            that stopped before its first checkpoint starts from the beginning.
         console: Where progress and messages go (default: stderr).
 
     Raises:
         SpecError: If the spec does not fit the data, or differs from the resumed run's.
-        CheckpointError: If the run to resume has no readable checkpoint.
+        CheckpointError: If the run to resume has no readable checkpoint, the run folder is
+            in use by another process, or holds something else than a run.
         TrainingInterrupted: On SIGINT/SIGTERM, after saying how to resume.
     """
+    resolved = absolute_paths(resolved)
     spec = resolved.spec
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(spec.train.device, local_rank)
     ctx = D.init_distributed(device.type)
+    run = None
     try:
         run = _Run(resolved, ctx, device, console or Console(stderr=True, soft_wrap=True))
         return run.execute(run_dir, resume)
     finally:
+        if run is not None:
+            run.release()
         D.shutdown(ctx)
 
 
@@ -149,9 +168,8 @@ def spec_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tu
 
 def _run_folder_of(path: Path) -> Path:
     """The run folder of a run folder or of a checkpoint folder inside one."""
-    ckpt = find_checkpoint(path, prefer=("last",))
-    if ckpt.parent.name == "checkpoints":
-        return ckpt.parent.parent
+    if path.parent.name == CHECKPOINTS_DIR:
+        return path.parent.parent
     return path
 
 
@@ -166,6 +184,13 @@ class _Run:
         self.console = console
         self.precision = resolve_precision(self.spec.train.precision, device)
         self.saved_epoch = 0
+        self.lock: RunLock | None = None
+
+    def release(self) -> None:
+        """Drop the run folder's lock (rank 0)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # ------------------------------------------------------------------ setup
     def log(self, message: str) -> None:
@@ -175,13 +200,67 @@ class _Run:
     def _folder(
         self, run_dir: str | Path | None, resume: str | Path | None
     ) -> tuple[RunFolder, Checkpoint | None]:
-        """Decide (rank 0) and share the run folder; load the checkpoint to resume."""
+        """Claim (rank 0) and share the run folder; load the checkpoint to resume."""
+        claimed: tuple[str, str | None] | None = None
+        error: AQAError | None = None
+        if self.ctx.is_main:
+            try:
+                claimed = self._claim(run_dir, resume)
+            except AQAError as exc:
+                error = exc
+            except OSError as exc:
+                error = CheckpointError(f"cannot prepare the run folder: {exc}")
+        shared = D.broadcast_object(claimed if error is None else str(error), self.ctx)
+        if error is not None:
+            raise error
+        if isinstance(shared, str):
+            raise CheckpointError(shared)
+        folder_path, ckpt_path = shared
+        folder = RunFolder(folder_path)
+        if ckpt_path is None:
+            return folder, None
+        spec = self.spec
+        ckpt = load_checkpoint(ckpt_path, training_state=True)
+        stored = absolute_raw_paths(ckpt.spec, self.resolved)
+        problems = spec_differences(stored, _spec_dict(spec))
+        if problems:
+            raise SpecError(
+                [
+                    (
+                        "",
+                        f"cannot resume {folder.path} with a different spec "
+                        "(only train.epochs, devices, workers and output may change)",
+                    ),
+                    *problems,
+                ],
+                source=self.resolved.source,
+            )
+        if spec.train.epochs < ckpt.epoch:
+            raise SpecError(
+                [
+                    (
+                        "train.epochs",
+                        f"is {spec.train.epochs}, but the run in {folder.path} already "
+                        f"completed {ckpt.epoch} epochs; give at least {ckpt.epoch}",
+                    )
+                ],
+                source=self.resolved.source,
+            )
+        return folder, ckpt
+
+    def _claim(
+        self, run_dir: str | Path | None, resume: str | Path | None
+    ) -> tuple[str, str | None]:
+        """Rank 0: find or create the run folder and lock it.
+
+        Returns:
+            The run folder and the checkpoint to resume from (``None`` for a fresh start).
+        """
         spec = self.spec
         if resume is not None:
             resume = Path(resume)
             if not resume.exists():
                 raise CheckpointError(f"cannot resume: {resume} does not exist")
-            ckpt_path = find_checkpoint(resume, prefer=("last",))
             folder = RunFolder(_run_folder_of(resume))
             if not folder.is_run_folder():
                 raise CheckpointError(f"cannot resume: {folder.path} is not a run folder")
@@ -189,31 +268,37 @@ class _Run:
                 raise CheckpointError(
                     f"--run-dir {run_dir} and --resume {resume} name different run folders"
                 )
-            ckpt = load_checkpoint(ckpt_path, training_state=True)
-            problems = spec_differences(ckpt.spec, _spec_dict(spec))
-            if problems:
-                raise SpecError(
-                    [
-                        (
-                            "",
-                            f"cannot resume {folder.path} with a different spec "
-                            "(only train.epochs, devices, workers and output may change)",
-                        ),
-                        *problems,
-                    ],
-                    source=self.resolved.source,
+            self._lock(folder)
+            remove_temporaries(folder.checkpoints)
+            if folder.is_unstarted_run() and resume.resolve() == folder.path.resolve():
+                folder.clear_unstarted()
+                self.log(
+                    f"{folder.path} holds no checkpoint yet (the run stopped in its first "
+                    "epoch): starting it from the beginning"
                 )
-            return folder, ckpt
-        if run_dir is None:
-            name = spec.output.name or D.broadcast_object(
-                default_run_name(self.resolved.source), self.ctx
+                return str(folder.path), None
+            return str(folder.path), str(find_checkpoint(resume, prefer=("last",)))
+        if run_dir is None and not spec.output.name:
+            folder = create_run_folder(spec.output.dir, default_run_name(self.resolved.source))
+        else:
+            folder = RunFolder(
+                run_dir if run_dir is not None else spec.output.dir / spec.output.name
             )
-            run_dir = Path(spec.output.dir) / name
-        folder = RunFolder(run_dir)
-        if self.ctx.is_main:
-            folder.create()
-        D.barrier(self.ctx)
-        return folder, None
+            if folder.path.exists() and not folder.path.is_dir():
+                raise CheckpointError(f"run folder {folder.path} is a file; give a folder")
+            folder.path.mkdir(parents=True, exist_ok=True)
+        self._lock(folder)
+        if folder.is_unstarted_run():
+            self.log(
+                f"{folder.path} holds a run that stopped before its first checkpoint: "
+                "starting it again"
+            )
+        folder.create()
+        remove_temporaries(folder.checkpoints)
+        return str(folder.path), None
+
+    def _lock(self, folder: RunFolder) -> None:
+        self.lock = RunLock(folder.path).acquire()
 
     def _data(self) -> _Data:
         from aqa_framework.builder import dataset_input_shape, open_dataset
@@ -286,10 +371,21 @@ class _Run:
         if ckpt is not None:
             load_weights(model, ckpt.model_state, ckpt.path)
             state = ckpt.training_state or {}
+            started_epochs = int(ckpt.spec.get("train", {}).get("epochs", spec.train.epochs))
             try:
                 load_optimizer_state(optimizer, state["optimizer"])
-                if scheduler is not None and state.get("scheduler") is not None:
-                    scheduler.load_state_dict(state["scheduler"])
+                if (
+                    scheduler is not None
+                    and state.get("scheduler") is not None
+                    and restore_scheduler(
+                        scheduler, state["scheduler"], spec.train, started_epochs, ckpt.epoch
+                    )
+                ):
+                    self.log(
+                        f"train.epochs changed from {started_epochs} to {spec.train.epochs}: "
+                        f"the learning-rate schedule now spans {spec.train.epochs} epochs "
+                        f"(epoch {ckpt.epoch + 1} starts at lr {current_lr(optimizer):.4g})"
+                    )
                 if state.get("scaler"):
                     scaler.load_state_dict(state["scaler"])
             except (KeyError, ValueError, RuntimeError) as exc:
@@ -493,7 +589,8 @@ class _Run:
         kept = (
             f"the checkpoint of epoch {saved} is kept"
             if saved
-            else "no epoch was complete yet, so nothing was saved"
+            else "no checkpoint was written yet, so nothing was saved (resuming starts the "
+            "run from the beginning)"
         )
         msg = (
             f"Stopped by {signame} in epoch {epoch}: {kept}. Resume with: aqa run {source} "

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.video.sampling import TemporalSampling
 
 __all__ = ["VideoParams", "expand_path"]
@@ -88,6 +89,7 @@ class VideoParams(BaseModel):
         None,
         description="Folder for the decoded-frame cache (uint8 memory-mapped files); epochs after "
         "the first read frames from it instead of decoding. null disables it.",
+        json_schema_extra=PATH_PARAM,
     )
     decode_threads: int = Field(
         1, ge=0, description="Decoder threads per video reader (0: let FFmpeg choose)."

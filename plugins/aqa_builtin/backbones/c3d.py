@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
 from aqa_builtin.layers import check_layer_names, conv3d, scale_channels
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.interfaces import Backbone
 
 C3D_LAYERS: tuple[str, ...] = (
@@ -38,6 +39,7 @@ class C3DParams(BaseModel):
         description="Local weight file loaded after construction: the Sports-1M c3d.pickle "
         "(fc6-fc8 are ignored), an official MTL-AQA model_CNN checkpoint or a safetensors file "
         "with keys conv1.weight ... conv5b.bias.",
+        json_schema_extra=PATH_PARAM,
     )
     frozen: list[str] = Field(
         default_factory=list,

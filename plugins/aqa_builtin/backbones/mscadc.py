@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
 from aqa_builtin.layers import check_layer_names, conv3d, scale_channels
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.interfaces import Backbone
 
 MSCADC_LAYERS: tuple[str, ...] = (
@@ -37,6 +38,7 @@ class MSCADCParams(BaseModel):
         None,
         description="Local weight file loaded after construction, in the official layout "
         "(conv1, bn1, ..., conv5b, bn5b), e.g. an official MTL-AQA model_CNN checkpoint.",
+        json_schema_extra=PATH_PARAM,
     )
     frozen: list[str] = Field(
         default_factory=list,

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.interfaces import Backbone
 
 
@@ -21,6 +22,7 @@ class TimmFramesParams(BaseModel):
         None,
         description="Local weight file for the timm model (safetensors or a torch.save file "
         "of tensors); its classifier is ignored. Nothing is downloaded.",
+        json_schema_extra=PATH_PARAM,
     )
     temporal_pool: Literal["mean", "max"] = Field(
         "mean", description="How per-frame features are pooled over the clip's frames."

@@ -26,6 +26,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.errors import DataError
 from aqa_framework.targets import ScoreTarget, Targets
 from aqa_framework.video.dataset import ClipDataset, SampleRecord
@@ -83,7 +84,7 @@ class AQA7Files(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    root: str = Field(description="Folder of the split .mat files.")
+    root: str = Field(description="Folder of the split .mat files.", json_schema_extra=PATH_PARAM)
     action: str | int = Field(
         "gym_vault",
         description="Action by name (diving, gym_vault, ski_big_air, snowboard_big_air, "

@@ -47,6 +47,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.errors import DataError
 from aqa_framework.targets import CaptionTarget, ClassField, ScoreTarget, Targets
 from aqa_framework.video.dataset import ClipDataset, SampleRecord
@@ -140,7 +141,8 @@ class MTLAQAFiles(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     root: str = Field(
-        description="Folder of the annotation files, e.g. .../Ready_2_Use/MTL-AQA_split_0_data."
+        description="Folder of the annotation files, e.g. .../Ready_2_Use/MTL-AQA_split_0_data.",
+        json_schema_extra=PATH_PARAM,
     )
     annotations: str = Field(
         "final_annotations_dict.pkl", description="Annotation pickle, relative to root."

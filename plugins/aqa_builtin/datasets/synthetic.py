@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.errors import DataError
 from aqa_framework.video.cache import settings_hash
 from aqa_framework.video.dataset import SampleRecord
@@ -79,6 +80,7 @@ class SyntheticDivingDataset(MTLAQADataset):
             None,
             description="Where the data lives (generated there if missing); default "
             "'.aqa-cache/synthetic-diving-<hash of the settings>' in the current directory.",
+            json_schema_extra=PATH_PARAM,
         )
         resize: tuple[int, int] | None = Field(
             None, description="Resize every frame to (width, height); null keeps the 96x72 frames."

@@ -15,6 +15,7 @@ from aqa_framework.errors import AQAError, SpecError
 
 if TYPE_CHECKING:
     import torch
+    from pydantic import BaseModel
     from torch import nn
 
     from aqa_framework.interfaces import Backbone, VideoDataset
@@ -201,32 +202,72 @@ def _human(n: int) -> str:
     return str(n)
 
 
-def dataset_input_shape(dataset: VideoDataset) -> tuple[int, ...] | None:
-    """One sample's ``(N, C, T, H, W)`` if the dataset declares it (``input_shape``)."""
-    shape = getattr(dataset, "input_shape", None)
-    return tuple(shape) if shape is not None else None
+def dataset_input_shape(
+    dataset: VideoDataset | type[VideoDataset], params: BaseModel | None = None
+) -> tuple[int, ...] | None:
+    """One sample's ``(N, C, T, H, W)`` as the dataset declares it, or ``None``.
+
+    The declaration is the class method
+    :meth:`~aqa_framework.interfaces.VideoDataset.input_shape` (given the params, no data
+    needed). Datasets written for aqa-framework 0.1 may instead have an ``input_shape``
+    property; it is read from the instance.
+
+    Args:
+        dataset: An opened split, or a dataset class (then ``params`` are needed).
+        params: The dataset's params (default: ``dataset.params``).
+    """
+    import inspect
+
+    instance = None if isinstance(dataset, type) else dataset
+    cls = dataset if isinstance(dataset, type) else type(dataset)
+    if params is None and instance is not None:
+        params = instance.params
+    attr = inspect.getattr_static(cls, "input_shape", None)
+    if isinstance(attr, classmethod | staticmethod):
+        shape = cls.input_shape(params) if params is not None else None
+    elif instance is not None:
+        shape = getattr(instance, "input_shape", None)  # a 0.1-style property or attribute
+        if callable(shape):
+            shape = None
+    else:
+        shape = None
+    return tuple(int(s) for s in shape) if shape is not None else None
 
 
-def check_spec(resolved: ResolvedSpec) -> str:
-    """Open the training split and assemble the model on the meta device.
+def check_spec(resolved: ResolvedSpec, *, samples: bool = True) -> str:
+    """Make the checks ``aqa run`` makes before training, and summarise the model.
+
+    See :func:`aqa_framework.engine.preflight.preflight`. The model is assembled on the meta
+    device for the dataset's sample shape; weights are not loaded (the ``pretrained`` file's
+    header is checked).
+
+    Args:
+        resolved: A resolved spec.
+        samples: Also check every sample of the training and evaluation splits against its
+            video (header only).
 
     Returns:
-        A one-line summary: dataset size and targets, parameter counts.
+        A one-line summary: dataset size and targets, input shape, parameter counts.
 
     Raises:
-        SpecError: If a head does not fit the dataset or a component cannot be built.
-        DataError: If the dataset cannot be opened.
+        SpecError: If a setting, a split, a head or a shape does not fit.
+        DataError: If the dataset cannot be opened or a sample cannot be loaded.
+        CheckpointError: If the ``pretrained`` file cannot be read.
     """
-    dataset = open_dataset(resolved, "train", train=False)
-    targets = dataset.targets
-    model = build_model(resolved, targets, device="meta", input_shape=dataset_input_shape(dataset))
-    counts = count_parameters(model)
+    from aqa_framework.engine.preflight import preflight
+
+    found = preflight(resolved, samples=samples)
+    dataset, model, counts = found.dataset, found.model, found.counts
     heads = ", ".join(f"{t} {_human(counts[f'heads.{t}'])}" for t in model.heads)
     frozen = counts["total"] - counts["trainable"]
     frozen_txt = f", {_human(frozen)} frozen" if frozen else ""
+    shape = found.input_shape
+    shape_txt = f" of {'x'.join(map(str, shape))}" if shape else ""
+    checked = "; every sample's video checked" if found.samples_checked else ""
     return (
-        f"dataset '{resolved.dataset.name}' train split: {len(dataset)} samples with "
-        f"{targets.describe()}; model {_human(counts['total'])} parameters{frozen_txt} "
-        f"(backbone {resolved.backbone.name} {_human(counts['backbone'])}, aggregator "
-        f"{resolved.aggregator.name} {_human(counts['aggregator'])}, heads: {heads})"
+        f"dataset '{resolved.dataset.name}' train split: {len(dataset)} samples{shape_txt} "
+        f"with {dataset.targets.describe()}; model {_human(counts['total'])} "
+        f"parameters{frozen_txt} (backbone {resolved.backbone.name} "
+        f"{_human(counts['backbone'])}, aggregator {resolved.aggregator.name} "
+        f"{_human(counts['aggregator'])}, heads: {heads}){checked}"
     )

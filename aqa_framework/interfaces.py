@@ -182,7 +182,9 @@ class VideoDataset(Component, Dataset, ABC):
     """A split of a video dataset that yields sample dicts.
 
     A sample is a dict with ``"key"`` (str), ``"video"`` (float tensor ``(N, C, T, H, W)``) and
-    the targets it provides (see :mod:`aqa_framework.targets`).
+    the targets it provides (see :mod:`aqa_framework.targets`). :meth:`input_shape` says what
+    ``"video"`` looks like for given params, so that the model can be sized (and ``aqa
+    validate`` can count its parameters) without reading any data.
 
     Attributes:
         splits: Names of the splits the dataset offers (``train`` and ``test`` at least).
@@ -221,6 +223,37 @@ class VideoDataset(Component, Dataset, ABC):
     @abstractmethod
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Load one sample."""
+
+    @classmethod
+    def input_shape(cls, params: BaseModel) -> tuple[int, ...] | None:
+        """One sample's ``(N, C, T, H, W)`` video shape for these params, without opening data.
+
+        The builder sizes the model for it (``aqa run`` and ``aqa validate`` alike), so it must
+        equal ``self[i]["video"].shape`` for every sample. Datasets built on
+        :class:`~aqa_framework.video.dataset.ClipDataset` get it from their sampling and crop
+        params; others override it. The default, ``None``, means "only a sample tells": ``aqa
+        run`` then reads the first sample, and ``aqa validate`` derives the shape from the
+        common video params (``num_clips``, ``clip_length``, ``crop``/``resize``, see
+        :func:`~aqa_framework.video.params.video_input_shape`) if the params have them, else
+        reads the first sample too.
+
+        Args:
+            params: Validated :attr:`Params`.
+
+        Returns:
+            ``(N, C, T, H, W)``, or ``None`` if it depends on the data.
+        """
+        return None
+
+    def check_samples(self) -> None:  # noqa: B027 - optional hook
+        """Find, without decoding clips, the problems that loading the samples would raise.
+
+        ``aqa validate`` calls it on the training split and the evaluation split, so that a
+        missing video, a window past the end of its video (a wrong ``end_frame``) or a crop
+        larger than the frames is reported before a run starts. Raise what
+        :meth:`__getitem__` would raise (a :class:`~aqa_framework.errors.DataError`), or warn
+        where the dataset skips bad samples. The default checks nothing.
+        """
 
     def load_video(self, path: str | Path) -> Tensor:
         """Turn an arbitrary video file into the model input this dataset would produce.

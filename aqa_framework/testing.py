@@ -229,6 +229,11 @@ class TinyVideoDataset(VideoDataset):
         self._targets = tiny_targets(captions=self.params.captions)
         self._offset = self.splits.index(split) * 10_000
 
+    @classmethod
+    def input_shape(cls, params: BaseModel) -> tuple[int, ...]:
+        """``(num_clips, 3, frames, size, size)``."""
+        return (params.num_clips, 3, params.frames, params.size, params.size)
+
     @property
     def targets(self) -> Targets:
         """A score, two class fields and (optionally) captions."""
@@ -747,6 +752,15 @@ def check_dataset(dataset: VideoDataset, max_samples: int = 2) -> dict[str, Any]
         samples.append(sample)
     shapes = {tuple(s["video"].shape) for s in samples}
     _require(len(shapes) == 1, dataset, f"samples have different video shapes {sorted(shapes)}")
+    from aqa_framework.builder import dataset_input_shape
+
+    declared = dataset_input_shape(dataset)
+    _require(
+        declared is None or shapes == {declared},
+        dataset,
+        f"input_shape(params) declares {declared}, but the samples' videos are "
+        f"{next(iter(shapes))}",
+    )
     try:
         return default_collate(samples)
     except Exception as exc:

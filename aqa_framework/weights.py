@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "module")
 _MAX_LISTED = 12
+CHECK_READ_LIMIT = 512 * 2**20
+"""Bytes up to which :func:`check_weight_file` reads an old-format ``torch.save`` file whole."""
 
 
 def load_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -46,8 +48,6 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
         CheckpointError: If the file is missing, unreadable, holds Python objects other than
             tensors, or is not a mapping of names to tensors.
     """
-    import torch
-
     p = Path(path).expanduser()
     if not p.is_file():
         raise CheckpointError(f"weight file not found: {p}")
@@ -60,17 +60,67 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{p}: not a readable safetensors file ({exc})") from None
     else:
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle.UnpicklingError, RuntimeError, EOFError ...
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(
-                f"{p}: cannot be loaded safely. Only safetensors files and torch.save files of "
-                "plain tensors are read (torch.load with weights_only=True); this one failed "
-                f"({first}). If you trust its origin, convert it once to .safetensors "
-                "(safetensors.torch.save_file) and point the spec at that file."
-            ) from None
+        obj = _torch_load(p)
     return _as_state_dict(obj, p)
+
+
+def _torch_load(p: Path, mmap: bool = False) -> object:
+    import torch
+
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # pickle.UnpicklingError, RuntimeError, EOFError ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{p}: cannot be loaded safely. Only safetensors files and torch.save files of "
+            "plain tensors are read (torch.load with weights_only=True); this one failed "
+            f"({first}). If you trust its origin, convert it once to .safetensors "
+            "(safetensors.torch.save_file) and point the spec at that file."
+        ) from None
+
+
+def check_weight_file(path: str | Path) -> None:
+    """Check that :func:`load_state_dict` can read a weight file, reading as little as possible.
+
+    A ``.safetensors`` file: its header only (names, dtypes, shapes). A ``torch.save`` zip file
+    (the format of PyTorch 1.6 and later): its pickled index, with the tensors memory-mapped
+    and never read. An older ``torch.save`` file is loaded whole up to
+    :data:`CHECK_READ_LIMIT` bytes; a larger one is only checked to be readable. Whether the
+    tensors fit the model is left to loading.
+
+    Args:
+        path: The weight file.
+
+    Raises:
+        CheckpointError: With the message :func:`load_state_dict` would give: the file is
+            missing, unreadable, holds Python objects other than tensors, or is not a mapping
+            of names to tensors.
+    """
+    import zipfile
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CheckpointError(f"weight file not found: {p}")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(p), framework="pt", device="cpu") as f:
+                f.keys()
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{p}: not a readable safetensors file ({exc})") from None
+        return
+    try:
+        is_zip = zipfile.is_zipfile(p)
+        size = p.stat().st_size
+        with p.open("rb") as fh:
+            fh.read(1)
+    except OSError:  # unreadable: loading it gives the message
+        is_zip, size = False, 0
+    if is_zip:
+        _as_state_dict(_torch_load(p, mmap=True), p)
+    elif size <= CHECK_READ_LIMIT:
+        load_state_dict(p)
 
 
 def _as_state_dict(obj: object, p: Path) -> dict[str, Tensor]:

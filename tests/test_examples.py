@@ -121,6 +121,9 @@ def test_example_builds_where_its_data_is_available(path, tmp_path):
         pytest.skip(reason)
     dataset = raw["data"]["name"]
     overrides = []
+    pretrained = (raw["model"]["backbone"].get("params") or {}).get("pretrained")
+    if pretrained and not Path(pretrained).is_file():  # weights are not shipped: build without
+        overrides.append("model.backbone.params.pretrained=null")
     if dataset in RELEASE_ROOTS:
         root = _shared() / RELEASE_ROOTS[dataset]
         if not root.is_dir():
@@ -133,5 +136,6 @@ def test_example_builds_where_its_data_is_available(path, tmp_path):
             "data.params.dives_per_event=4",
         ]
     resolved = resolve(load_spec(path, overrides), registry=registry, source=_rel(path))
-    report = check_spec(resolved)
+    # the release copies hold annotations only: no video to check the samples against
+    report = check_spec(resolved, samples=dataset not in RELEASE_ROOTS)
     assert "parameters" in report

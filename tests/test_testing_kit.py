@@ -203,6 +203,18 @@ def test_dataset_with_out_of_range_score_is_caught():
         testing.check_dataset(Shifted(Shifted.parse_params({}), "train"))
 
 
+def test_dataset_whose_samples_differ_from_its_declared_input_shape_is_caught():
+    class Misdeclared(testing.TinyVideoDataset):
+        """Declares 16 frames per clip, gives 8."""
+
+        @classmethod
+        def input_shape(cls, params):
+            return (params.num_clips, 3, 16, params.size, params.size)
+
+    with pytest.raises(ContractError, match=r"declares \(2, 3, 16, 32, 32\), but the samples"):
+        testing.check_dataset(Misdeclared(Misdeclared.parse_params({}), "train"))
+
+
 def test_dataset_with_wrong_key_is_caught():
     class WrongKey(testing.TinyVideoDataset):
         """Keys that do not match."""

@@ -29,18 +29,30 @@ def validate(
         bool,
         typer.Option(
             "--build/--no-build",
-            help="Also open the dataset and assemble the model (checks targets and shapes).",
+            help="Also make the checks aqa run makes before training: device, splits, "
+            "dataset/head fit, shapes, pretrained file, optimizer and schedule.",
+        ),
+    ] = True,
+    samples: Annotated[
+        bool,
+        typer.Option(
+            "--samples/--no-samples",
+            help="With --build, also open every video (header only) to check each sample's "
+            "window (end_frame) and crop; --no-samples where the videos are not at hand.",
         ),
     ] = True,
 ) -> None:
-    """Validate a spec: envelope, component names and params, then dataset/head fit."""
+    """Validate a spec: envelope, component names and params, then what aqa run checks.
+
+    Fails with the message aqa run would give, without training or loading weights.
+    """
     from aqa_framework.cli.console import out
 
     resolved = load_and_resolve(spec, set_)
     if build:
         from aqa_framework.builder import check_spec
 
-        report = check_spec(resolved)
+        report = check_spec(resolved, samples=samples)
         out.print(f"[green]OK[/] {spec}: {report}", highlight=False)
     else:
         out.print(f"[green]OK[/] {spec}: components and params are valid", highlight=False)

@@ -303,20 +303,10 @@ class _Run:
     def _data(self) -> _Data:
         from aqa_framework.builder import dataset_input_shape, open_dataset
         from aqa_framework.data.subsets import train_val_indices
+        from aqa_framework.engine.preflight import check_eval_split
 
         spec = self.spec
-        cls = self.resolved.dataset.cls
-        splits = getattr(cls, "splits", ("train", "test"))
-        if spec.eval.split not in splits:
-            raise SpecError(
-                [
-                    (
-                        "eval.split",
-                        f"dataset '{cls.name}' has no split {spec.eval.split!r} "
-                        f"(splits: {', '.join(splits)})",
-                    )
-                ]
-            )
+        check_eval_split(self.resolved)
         # Rank 0 opens first: a dataset generated on first use is written once.
         if self.ctx.is_main:
             full = open_dataset(self.resolved, "train", train=True)

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from aqa_framework.errors import DataError
 from aqa_framework.interfaces import VideoDataset
 from aqa_framework.targets import Targets
 from aqa_framework.video.loader import ClipLoader
-from aqa_framework.video.params import VideoParams
+from aqa_framework.video.params import VideoParams, video_input_shape
 
 __all__ = ["ClipDataset", "DataSkipWarning", "SampleRecord"]
 
@@ -93,6 +93,55 @@ class ClipDataset(VideoDataset):
             params, frame_pattern=self.frame_pattern, first_index=self.first_frame_number
         )
         self._bad: set[int] = set()
+
+    @classmethod
+    def input_shape(cls, params: BaseModel) -> tuple[int, ...] | None:
+        """``(num_clips, 3, clip_length, H, W)`` with ``H x W`` the crop, else the resize.
+
+        ``None`` when the frames keep the video's own size (neither ``crop`` nor ``resize``).
+        Subclasses whose frames have a known size without resizing override it.
+        """
+        return video_input_shape(params)
+
+    def check_samples(self) -> None:
+        """Open every video of the split (header only) and place each sample's window in it.
+
+        Finds, without decoding clips, what loading would raise: a missing or unreadable
+        video, a window outside its video (a wrong ``end_frame``), a crop larger than the
+        frames. With ``on_error: raise`` one problem is raised with the message loading the
+        sample gives, several are listed; with ``on_error: skip`` they are a warning.
+
+        Raises:
+            DataError: If a sample cannot be loaded (``on_error: raise``), or none can.
+        """
+        probes: dict[Path, Any] = {}
+        problems: list[str] = []
+        for rec in self.records:
+            try:
+                self._loader.check(rec.key, rec.source, end=rec.end, start=rec.start, probes=probes)
+            except DataError as exc:
+                problems.append(str(exc))
+        if not problems:
+            return
+        where = f"dataset '{self.name}' ({self.split} split)"
+        lines = problems[:_MAX_LISTED]
+        if len(problems) > _MAX_LISTED:
+            lines.append(f"... and {len(problems) - _MAX_LISTED} more")
+        body = "\n  ".join(lines)
+        if self.params.on_error == "raise":
+            if len(problems) == 1:
+                raise DataError(problems[0])
+            raise DataError(
+                f"{where}: {len(problems)} samples cannot be loaded:\n  {body}\n"
+                "(fix the files, or set on_error: skip to leave such samples out)"
+            )
+        if len(problems) == len(self.records):
+            raise DataError(f"dataset '{self.name}' ({self.split}): no sample could be loaded")
+        warnings.warn(
+            f"{where}: {len(problems)} bad sample(s) will be skipped:\n  {body}",
+            DataSkipWarning,
+            stacklevel=2,
+        )
 
     @abstractmethod
     def build_records(self) -> tuple[list[SampleRecord], list[tuple[str, str]]]:

@@ -10,6 +10,8 @@ normalisation (:class:`~aqa_framework.video.transforms.FrameTransform`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -138,13 +140,83 @@ class ClipLoader:
             DataError: Naming the sample and the file, if the video is missing or corrupt or
                 the window does not fit.
         """
+        with self._sample_errors(key, source):
+            video = self._load(key, Path(source), end=end, start=start, train=train)
+        return video
+
+    @contextmanager
+    def _sample_errors(self, key: str, source: str | Path) -> Iterator[None]:
+        """Name the sample (and the file) in the errors of loading or checking it."""
         try:
-            return self._load(key, Path(source), end=end, start=start, train=train)
+            yield
         except DataError as exc:
             self.pool.discard((str(source),))
             raise DataError(f"sample {key}: {exc}") from exc
         except ValueError as exc:  # e.g. a crop larger than the frames
             raise DataError(f"sample {key} ({source}): {exc}") from exc
+
+    def check(
+        self,
+        key: str,
+        source: str | Path,
+        *,
+        end: int | None = None,
+        start: int | None = None,
+        probes: dict[Path, tuple[int, Exception | None] | Exception] | None = None,
+    ) -> None:
+        """Raise the error :meth:`load` would raise for a sample, without decoding its clips.
+
+        The video is opened for its frame count (the container's header; a frame folder's
+        file names) and the window placed in it; when frames are cropped but not resized,
+        frame 0 is prepared once per video to see that the crop fits.
+
+        Args:
+            key: Sample key.
+            source: Video file or frame folder.
+            end: Exclusive end frame of the window.
+            start: First frame of the window.
+            probes: A dict kept across calls, so that a video serving many samples is opened
+                once.
+
+        Raises:
+            DataError: With the message :meth:`load` would give.
+        """
+        source = Path(source)
+        probes = {} if probes is None else probes
+        with self._sample_errors(key, source):
+            if source not in probes:
+                try:
+                    probes[source] = self._probe(source)
+                except DataError as exc:
+                    probes[source] = exc
+            found = probes[source]
+            if isinstance(found, Exception):
+                raise type(found)(*found.args)
+            num_frames, frame_problem = found
+            self.sampling.plan(num_frames, end=end, start=start, source=str(source))
+            if frame_problem is not None:
+                raise type(frame_problem)(*frame_problem.args)
+
+    def _probe(self, source: Path) -> tuple[int, Exception | None]:
+        """A video's frame count, and why its frames do not fit the crop (if they do not)."""
+        reader = open_reader(
+            source,
+            frame_pattern=self.frame_pattern,
+            first_index=self.first_index,
+            num_threads=self.decode_threads,
+            size=self.transform.resize,
+        )
+        try:
+            num_frames = reader.num_frames
+            problem: Exception | None = None
+            if self.transform.crop is not None and self.transform.resize is None:
+                try:
+                    reader.read_prepared(np.zeros(1, dtype=np.int64), self.transform.prepare)
+                except ValueError as exc:  # the crop is larger than the frames
+                    problem = exc
+            return num_frames, problem
+        finally:
+            reader.close()
 
     def _load(
         self, key: str, source: Path, *, end: int | None, start: int | None, train: bool

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aqa_framework.component import PATH_PARAM
 from aqa_framework.video.sampling import TemporalSampling
 
-__all__ = ["VideoParams", "expand_path"]
+__all__ = ["VideoParams", "expand_path", "video_input_shape"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,6 +33,35 @@ def expand_path(path: str | Path, base: str | Path | None = None) -> Path:
     if base is not None and not p.is_absolute():
         p = Path(base) / p
     return p
+
+
+def video_input_shape(params: object) -> tuple[int, int, int, int, int] | None:
+    """The ``(N, 3, T, H, W)`` clips that the common video params describe.
+
+    ``N`` is ``num_clips``, ``T`` is ``clip_length`` and ``H x W`` is the crop or else the
+    resized frame size. Works on any params object with these fields (a :class:`VideoParams`
+    or a look-alike).
+
+    Args:
+        params: A dataset's validated params.
+
+    Returns:
+        The shape, or ``None`` when the params lack these fields or keep the frames at the
+        size of the video (neither ``crop`` nor ``resize``).
+    """
+    try:
+        n, t = int(params.num_clips), int(params.clip_length)  # type: ignore[attr-defined]
+        crop = getattr(params, "crop", None)
+        resize = getattr(params, "resize", None)
+        if crop is not None:
+            h, w = (crop, crop) if isinstance(crop, int) else (crop[0], crop[1])
+        elif resize is not None:
+            w, h = resize[0], resize[1]
+        else:
+            return None
+        return (n, 3, t, int(h), int(w))
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
 
 
 class VideoParams(BaseModel):

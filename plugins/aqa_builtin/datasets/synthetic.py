@@ -105,6 +105,15 @@ class SyntheticDivingDataset(MTLAQADataset):
 
     params: Params
 
+    @classmethod
+    def input_shape(cls, params: BaseModel) -> tuple[int, ...] | None:
+        """``(num_clips, 3, clip_length, H, W)``: the crop, else the resize, else ``size``."""
+        shape = super().input_shape(params)
+        if shape is None:
+            width, height = params.size  # type: ignore[attr-defined]
+            shape = (params.num_clips, 3, params.clip_length, height, width)  # type: ignore[attr-defined]
+        return shape
+
     @property
     def root(self) -> Path:
         """The data folder (explicit ``root`` or the settings-keyed cache folder)."""

@@ -1,0 +1,189 @@
+"""The checks ``aqa run`` makes before it trains, shared with ``aqa validate``.
+
+``aqa run`` finds a bad ``train.device``, ``eval.split``, optimizer or schedule, a missing
+``pretrained`` file, a clip too small for the backbone or a sample its video cannot serve.
+:func:`preflight` makes the same checks, through the same functions and in the same order, on
+a model built on the ``meta`` device (no memory, no weights loaded), so ``aqa validate`` fails
+on each of them with the message ``aqa run`` would give.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aqa_framework.errors import SpecError
+
+if TYPE_CHECKING:
+    import torch
+
+    from aqa_framework.interfaces import VideoDataset
+    from aqa_framework.model import MultitaskModel
+    from aqa_framework.resolve import ResolvedSpec
+    from aqa_framework.spec import Spec, TrainSpec
+
+__all__ = [
+    "Preflight",
+    "check_eval_split",
+    "check_optimization",
+    "check_pretrained",
+    "check_settings",
+    "preflight",
+    "sizing_input_shape",
+]
+
+
+def check_eval_split(resolved: ResolvedSpec) -> None:
+    """Check that the dataset offers ``eval.split``.
+
+    Raises:
+        SpecError: At ``eval.split``, listing the dataset's splits.
+    """
+    spec = resolved.spec
+    cls = resolved.dataset.cls
+    splits = getattr(cls, "splits", ("train", "test"))
+    if spec.eval.split not in splits:
+        raise SpecError(
+            [
+                (
+                    "eval.split",
+                    f"dataset '{cls.name}' has no split {spec.eval.split!r} "
+                    f"(splits: {', '.join(splits)})",
+                )
+            ]
+        )
+
+
+def check_settings(spec: Spec) -> torch.device:
+    """Resolve ``train.device``, ``train.precision`` and the epoch selection as a run does.
+
+    Returns:
+        The device a run would use here.
+
+    Raises:
+        SpecError: At ``train.device`` (unknown, or a GPU asked for where there is none),
+            ``train.precision`` (fp16 without a GPU) or ``train.select_metric`` /
+            ``train.select_on``.
+    """
+    from aqa_framework.engine.precision import resolve_device, resolve_precision
+    from aqa_framework.engine.selection import resolve_selection
+
+    device = resolve_device(spec.train.device, int(os.environ.get("LOCAL_RANK", "0")))
+    resolve_precision(spec.train.precision, device)
+    resolve_selection(spec, has_val=spec.data.val_fraction > 0)
+    return device
+
+
+def check_pretrained(model: MultitaskModel) -> None:
+    """Check the backbone's ``pretrained`` file from its header, without loading the weights.
+
+    Raises:
+        CheckpointError: With the message loading it would give (missing, unreadable, not
+            plain tensors); see :func:`aqa_framework.weights.check_weight_file`.
+    """
+    from aqa_framework.weights import check_weight_file
+
+    pretrained = getattr(model.backbone.params, "pretrained", None)
+    if pretrained:
+        check_weight_file(pretrained)
+
+
+def check_optimization(model: torch.nn.Module, train: TrainSpec) -> None:
+    """Create the optimizer and the learning-rate schedule for a (meta-device) model.
+
+    Raises:
+        SpecError: At ``train.optimizer`` or ``train.scheduler`` when timm refuses them.
+    """
+    from aqa_framework.engine.optim import build_optimizer, build_scheduler
+
+    build_scheduler(build_optimizer(model, train), train)
+
+
+def sizing_input_shape(dataset: VideoDataset) -> tuple[int, ...] | None:
+    """The sample shape to size a model for: declared, else from the video params, else read.
+
+    The dataset's :meth:`~aqa_framework.interfaces.VideoDataset.input_shape` comes first; a
+    dataset that does not declare it is sized from the common video params
+    (:func:`~aqa_framework.video.params.video_input_shape`) when its params have them, else
+    from its first sample, as ``aqa run`` does.
+    """
+    from aqa_framework.builder import dataset_input_shape
+    from aqa_framework.video.params import video_input_shape
+
+    shape = dataset_input_shape(dataset) or video_input_shape(dataset.params)
+    if shape is None and len(dataset) > 0:
+        shape = tuple(dataset[0]["video"].shape)
+    return shape
+
+
+@dataclass
+class Preflight:
+    """What :func:`preflight` found.
+
+    Attributes:
+        dataset: The training split (opened without augmentation).
+        model: The model, on the ``meta`` device.
+        input_shape: One sample's ``(N, C, T, H, W)`` the model was sized for.
+        counts: Parameter counts (:func:`aqa_framework.builder.count_parameters`).
+        device: The device a run would use here.
+        samples_checked: Whether every sample was checked against its video (the dataset
+            implements :meth:`~aqa_framework.interfaces.VideoDataset.check_samples`).
+    """
+
+    dataset: VideoDataset
+    model: MultitaskModel
+    input_shape: tuple[int, ...] | None
+    counts: dict[str, int] = field(default_factory=dict)
+    device: Any = None
+    samples_checked: bool = False
+
+
+def preflight(resolved: ResolvedSpec, *, samples: bool = True) -> Preflight:
+    """Everything ``aqa run`` checks before training, without training or loading weights.
+
+    In the order a run meets them: device, precision and epoch selection; ``eval.split``; the
+    training split and the validation/training subset sizes; the evaluation split; the model
+    (heads against the dataset's targets, shapes for the dataset's samples); the
+    ``pretrained`` file (its header); optimizer and schedule; then, with ``samples``, each
+    sample of both splits against its video (:meth:`VideoDataset.check_samples`).
+
+    Args:
+        resolved: A resolved spec.
+        samples: Also open every video (header only) to check each sample's window and crop.
+
+    Returns:
+        The :class:`Preflight` summary.
+
+    Raises:
+        SpecError: For settings, splits, heads or shapes that do not fit.
+        DataError: If a split cannot be opened or a sample cannot be loaded.
+        CheckpointError: If the ``pretrained`` file cannot be read.
+    """
+    from aqa_framework.builder import build_model, count_parameters, open_dataset
+    from aqa_framework.data.subsets import train_val_indices
+
+    spec = resolved.spec
+    device = check_settings(spec)
+    check_eval_split(resolved)
+    dataset = open_dataset(resolved, "train", train=False)
+    train_val_indices(
+        len(dataset), spec.data.val_fraction, spec.data.train_size, spec.data.subset_seed
+    )
+    evaluation = (
+        dataset
+        if spec.eval.split == "train"
+        else open_dataset(resolved, spec.eval.split, train=False)
+    )
+    shape = sizing_input_shape(dataset)
+    model = build_model(resolved, dataset.targets, device="meta", input_shape=shape)
+    check_pretrained(model)
+    check_optimization(model, spec.train)
+    from aqa_framework.interfaces import VideoDataset
+
+    checked = samples and type(dataset).check_samples is not VideoDataset.check_samples
+    if checked:
+        dataset.check_samples()
+        if evaluation is not dataset:
+            evaluation.check_samples()
+    return Preflight(dataset, model, shape, count_parameters(model), device, checked)

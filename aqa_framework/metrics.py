@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import shutil
 import threading
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -184,6 +185,125 @@ def _require_java(what: str) -> None:
         )
 
 
+class CaptionMetricWarning(UserWarning):
+    """Caption metrics were computed another way than asked (e.g. no Java for the tokenizer)."""
+
+
+def java_available() -> bool:
+    """Whether a ``java`` executable is on ``PATH`` (METEOR and the PTB tokenizer need it)."""
+    return shutil.which("java") is not None
+
+
+PTB_PUNCTUATION = frozenset(
+    ["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-"]
+    + [".", "?", "!", ",", ":", "-", "--", "...", ";"]
+)
+"""Tokens that the COCO caption evaluation drops after PTB tokenization (pycocoevalcap's list)."""
+
+_PTB_SPLIT_WORDS = frozenset({"cannot", "gonna", "gotta", "lemme", "gimme", "wanna"})
+_PTB_PLAIN_PUNCTUATION = frozenset({".", ",", "?", "!", ";", ":"})
+_PTB_WORD = re.compile(r"[a-z]+")
+_ptb_cache: dict[str, str] = {}
+_PTB_CACHE_SIZE = 200_000
+
+
+def _ptb_plain(text: str) -> str | None:
+    """The PTB tokenization of ``text`` if it is plain enough to need no Java, else ``None``.
+
+    Lower-case ASCII words and stand-alone ``. , ? ! ; :`` come out of the PTB tokenizer as
+    they are (checked on every such word of the MTL-AQA vocabulary), except the six words it
+    splits (``cannot`` -> ``can not``, ``gonna`` -> ``gon na`` ...); the punctuation is then
+    dropped, as in the COCO evaluation.
+    """
+    if not text.strip():
+        return ""
+    words = []
+    for token in text.split(" "):
+        if not token or token in _PTB_PLAIN_PUNCTUATION:
+            continue
+        if token in _PTB_SPLIT_WORDS or not _PTB_WORD.fullmatch(token):
+            return None
+        words.append(token)
+    return " ".join(words)
+
+
+def _one_line(text: object) -> str:
+    """A caption as one line of tokenizer input (line breaks become spaces, as pycocoevalcap)."""
+    return str(text).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def ptb_needs_java(texts: Iterable[str]) -> bool:
+    """Whether :func:`ptb_tokenize` has to start Java for these texts."""
+    lines = (_one_line(t) for t in texts)
+    return any(line not in _ptb_cache and _ptb_plain(line) is None for line in lines)
+
+
+def ptb_tokenize(texts: Sequence[str]) -> list[str]:
+    """Tokenize captions as the COCO caption evaluation does (pycocoevalcap's PTBTokenizer).
+
+    Stanford's PTBTokenizer (``-preserveLines -lowerCase``, the jar shipped with
+    pycocoevalcap) splits and lower-cases each caption, then the tokens of
+    :data:`PTB_PUNCTUATION` are dropped. Every text that needs it goes to ONE Java process
+    (a JVM takes about a second to start); plain lower-case texts are tokenized without Java
+    (same result), and results are remembered for the process, so the references of a split
+    are tokenized once per run.
+
+    Args:
+        texts: Captions.
+
+    Returns:
+        The tokenized captions, words joined by single spaces.
+
+    Raises:
+        AQAError: If Java is needed but missing, or the tokenizer fails.
+    """
+    if len(_ptb_cache) > _PTB_CACHE_SIZE:
+        _ptb_cache.clear()
+    lines = [_one_line(t) for t in texts]
+    todo = []
+    for line in lines:
+        if line not in _ptb_cache:
+            plain = _ptb_plain(line)
+            if plain is None:
+                todo.append(line)
+            else:
+                _ptb_cache[line] = plain
+    if todo:
+        _run_ptb(list(dict.fromkeys(todo)))
+    return [_ptb_cache[line] for line in lines]
+
+
+def _run_ptb(texts: list[str]) -> None:
+    """Tokenize ``texts`` (no newlines) with one Java process into the cache."""
+    import subprocess
+    from pathlib import Path
+
+    _require_java("The PTB tokenizer of the COCO caption evaluation")
+    from pycocoevalcap.tokenizer import ptbtokenizer
+
+    jar = Path(ptbtokenizer.__file__).with_name(ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR)
+    cmd = [
+        "java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer",
+        "-preserveLines", "-lowerCase", "-encoding", "utf-8",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(
+            cmd, input="\n".join(texts).encode("utf-8"), capture_output=True, check=False
+        )
+    except OSError as exc:
+        raise AQAError(f"cannot run the PTB tokenizer (java): {exc}") from None
+    lines = proc.stdout.decode("utf-8").split("\n")
+    if proc.returncode != 0 or len(lines) < len(texts):
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise AQAError(
+            f"the PTB tokenizer (java) failed with exit status {proc.returncode}"
+            + (f": {err[-1]}" if err else "")
+        )
+    for text, line in zip(texts, lines, strict=False):
+        # split on spaces only, as pycocoevalcap: "84 1/5" is one token "84\xa01/5"
+        _ptb_cache[text] = " ".join(w for w in line.rstrip().split(" ") if w not in PTB_PUNCTUATION)
+
+
 _meteor_lock = threading.Lock()
 
 
@@ -202,12 +322,17 @@ def caption_scores(
 ) -> dict[str, float]:
     """COCO caption metrics of generated captions against references.
 
+    Papers report these numbers with ``tokenize=True`` (the COCO caption evaluation: PTB
+    tokenizer on references and hypotheses, see :func:`ptb_tokenize`) and complete
+    references; the ``caption`` head does so by default.
+
     Args:
         references: Sample key -> one or more reference captions.
         hypotheses: Sample key -> the generated caption (same keys as ``references``).
         metrics: Any of ``bleu`` (BLEU-1..4), ``meteor``, ``rouge`` (ROUGE-L), ``cider``.
-        tokenize: Run the PTB tokenizer (lower-cases, strips punctuation; needs Java) first.
-            Without it the captions are split on whitespace as they are.
+        tokenize: Run the PTB tokenizer first (lower-cases, splits off punctuation and drops
+            it; Java, unless every caption is plain lower-case words). Without it the captions
+            are split on whitespace as they are.
 
     Returns:
         ``bleu_1`` .. ``bleu_4``, ``meteor``, ``rouge_l``, ``cider`` (those asked for).
@@ -225,19 +350,17 @@ def caption_scores(
         raise ValueError("no captions to score")
     if "meteor" in metrics:
         _require_java("The METEOR caption metric")
-    if tokenize:
-        _require_java("The PTB tokenizer (tokenize=True)")
 
     gts = {k: [str(r) for r in v] for k, v in references.items()}
     res = {k: [str(h)] for k, h in hypotheses.items()}
     if any(not v for v in gts.values()):
         raise ValueError("every sample needs at least one reference caption")
     if tokenize:
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-        tok = PTBTokenizer()
-        gts = tok.tokenize({k: [{"caption": c} for c in v] for k, v in gts.items()})
-        res = tok.tokenize({k: [{"caption": c} for c in v] for k, v in res.items()})
+        keys = list(gts)
+        flat = [c for k in keys for c in gts[k]] + [res[k][0] for k in keys]
+        tokens = iter(ptb_tokenize(flat))
+        gts = {k: [next(tokens) for _ in gts[k]] for k in keys}
+        res = {k: [next(tokens)] for k in keys}
 
     out: dict[str, float] = {}
     if "bleu" in metrics:

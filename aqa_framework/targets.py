@@ -7,12 +7,21 @@ same names:
 * ``sample["scores"][name]``: a float, in the dataset's own points (e.g. 0-104.5 for diving);
 * ``sample["classes"][field]``: an int in ``range(len(labels))``;
 * ``sample["caption"]``: a 1-D int64 tensor ``<sos> w1 ... <eos>`` padded with ``pad_index``
-  to ``max_length + 2`` tokens, and ``sample["caption_length"]`` its unpadded length.
+  to ``max_length + 2`` tokens, and ``sample["caption_length"]`` its unpadded length;
+  optionally ``sample["caption_text"]``, the complete caption as a string (not cut to
+  ``max_length``): caption metrics compare with it, as the COCO caption evaluation does.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections.abc import Iterable
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+OUTLIER_FENCE = 5.0
+"""Scores more than this many interquartile ranges beyond the quartiles are outliers."""
 
 
 class ScoreTarget(BaseModel):
@@ -24,7 +33,7 @@ class ScoreTarget(BaseModel):
         description: What the score is, for reports.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     low: float
     high: float
@@ -126,3 +135,33 @@ class Targets(BaseModel):
         if self.captions is not None:
             parts.append(f"captions (vocabulary {self.captions.vocab_size})")
         return ", ".join(parts) or "no targets"
+
+
+def plausible_range(values: Iterable[float], fence: float = OUTLIER_FENCE) -> tuple[float, float]:
+    """The lowest and highest score of a dataset, not counting absurd outliers.
+
+    A dataset that does not state its score range takes it from its annotations. One wrong
+    value (a typo of ``1045`` for ``104.5``) would stretch that range and hide the mistake, so
+    values more than ``fence`` interquartile ranges below the first or above the third
+    quartile are left out (with 10 values or more and a non-zero spread); the dataset then
+    warns about the samples outside the range. NaN and infinite values are ignored.
+
+    Args:
+        values: The scores of every sample.
+        fence: Outlier distance in interquartile ranges (5 keeps every real MTL-AQA and
+            AQA-7 score).
+
+    Returns:
+        ``(low, high)``, or ``(nan, nan)`` if there is no finite value.
+    """
+    finite = sorted(v for v in (float(x) for x in values) if math.isfinite(v))
+    if not finite:
+        return math.nan, math.nan
+    if len(finite) >= 10:
+        q1, _, q3 = statistics.quantiles(finite, n=4, method="inclusive")
+        spread = q3 - q1
+        if spread > 0:
+            lo, hi = q1 - fence * spread, q3 + fence * spread
+            finite = [v for v in finite if lo <= v <= hi]
+    return finite[0], finite[-1]
+

@@ -67,6 +67,16 @@ def test_keys_records_and_captions_follow_the_release(release):
     assert max(len(r.caption) for r in short.records) == 12
 
 
+def test_records_keep_the_complete_caption_for_the_metrics(release):
+    train = open_split(release)
+    caps = load_release_pickle(release / "final_captions_dict.pkl")
+    by_key = {f"{int(e):02d}_{int(d):02d}": words for (e, d), words in caps.items()}
+    rec = next(r for r in train.records if len(r.caption) == 100)  # cut for training
+    words = rec.caption_text.split()
+    assert words == by_key[rec.key][1:-1] and len(words) > 98
+    assert words[:98] == train.targets.captions.decode(rec.caption).split()
+
+
 def test_numpy_caption_keys_are_matched(release):
     caps = load_release_pickle(release / "final_captions_dict.pkl")
     assert any(type(k[0]).__module__ == "numpy" for k in caps)
@@ -83,6 +93,8 @@ def test_event_video_frames_decode_at_the_real_indices(release, tmp_path):
     assert sample["classes"].keys() == test.targets.classes.keys()
     assert sample["caption"].shape == (100,) and sample["caption"][0] == 1
     assert sample["caption"][sample["caption_length"] - 1] == 0
+    cut = test.targets.captions.decode(sample["caption"].tolist())
+    assert sample["caption_text"].startswith(cut)
 
     train = open_split(release, "train", True, videos_dir=str(tmp_path / "videos"), **RAW)
     torch.manual_seed(0)

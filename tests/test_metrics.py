@@ -102,6 +102,40 @@ def test_meteor_without_java_is_a_clear_error(monkeypatch):
     assert "bleu_4" in M.caption_scores(REFS, HYPS, ["bleu"])
 
 
+@pytest.mark.skipif(shutil.which("java") is None, reason="the PTB tokenizer needs a Java runtime")
+def test_ptb_tokenize_equals_pycocoevalcap_with_one_java_process(monkeypatch):
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    texts = [
+        "He's got an 84 1/5, doesn't he?",
+        "Nice TUCK -- and a clean entry.",
+        "cannot gonna",  # plain words that the tokenizer splits
+        "a clean entry . the judges give mostly eights .",  # plain: no Java needed
+    ]
+    expected = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(texts)})
+    calls: list[int] = []
+    run = M._run_ptb
+    monkeypatch.setattr(M, "_ptb_cache", {})
+    monkeypatch.setattr(M, "_run_ptb", lambda todo: (calls.append(len(todo)), run(todo)))
+    got = M.ptb_tokenize(texts)
+    assert got == [expected[i][0] for i in range(len(texts))]
+    assert got[2] == "can not gon na" and calls == [3]  # one process for the three
+    scores = M.caption_scores({0: [texts[0]], 1: [texts[1]]}, {0: texts[1], 1: texts[0]},
+                              ["bleu"], tokenize=True)
+    assert scores["bleu_1"] > 0 and calls == [3]  # remembered: no second process
+
+
+def test_plain_captions_are_tokenized_without_java(monkeypatch):
+    monkeypatch.setattr(M, "_ptb_cache", {})
+    monkeypatch.setattr(M.shutil, "which", lambda name: None)
+    plain = ["a clean entry .", "  the judges give , mostly eights !", ""]
+    assert not M.ptb_needs_java(plain)
+    assert M.ptb_tokenize(plain) == ["a clean entry", "the judges give mostly eights", ""]
+    assert M.ptb_needs_java(["a clean Entry"]) and M.ptb_needs_java(["cannot"])
+    with pytest.raises(AQAError, match="PTB tokenizer .* needs Java"):
+        M.ptb_tokenize(["He's got it."])
+
+
 def test_caption_scores_reject_bad_input():
     with pytest.raises(ValueError, match="unknown caption metrics"):
         M.caption_scores(REFS, HYPS, ["spice"])

@@ -116,6 +116,36 @@ def test_score_relative_l2_uses_the_evaluated_range_unless_a_fixed_one_is_asked_
         ScoreHead.parse_params({"rel_l2_range": [50, 50]})
 
 
+def test_caption_metrics_follow_the_coco_convention_unless_told_otherwise(monkeypatch):
+    from aqa_framework import metrics as M
+
+    targets = tiny_targets(classes={}, max_length=3)
+    params = {"hidden": 8, "word_dim": 8, "metrics": NO_JAVA}
+    head = _head(CaptionHead, params, (16,), targets)
+    batch = {
+        "caption": torch.tensor([[1, 2, 3, 4, 0]]),  # cut to 3 words for training
+        "caption_text": ["a clean dive . good entry"],  # the complete caption
+    }
+    refs = head.references(batch)
+    assert refs == {"caption": ["a clean dive . good entry"]}
+    full = head.metrics({"caption": ["a clean dive good entry"]}, refs)
+    assert set(full) == {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider"}
+    assert full["bleu_4"] == pytest.approx(1.0)  # PTB tokenization drops the "."
+
+    raw = _head(CaptionHead, {**params, "tokenize": False}, (16,), targets)
+    scores = raw.metrics({"caption": ["a clean dive good entry"]}, raw.references(batch))
+    assert set(scores) == {f"{k}_raw" for k in full} and scores["bleu_4_raw"] < 1
+    cut = _head(CaptionHead, {**params, "full_references": False}, (16,), targets)
+    assert cut.references(batch) == {"caption": ["a clean dive"]}
+    assert "cider_raw" in cut.metrics({"caption": ["a clean dive"]}, cut.references(batch))
+
+    monkeypatch.setattr(M.shutil, "which", lambda name: None)  # no Java: labelled fallback
+    with pytest.warns(M.CaptionMetricWarning, match="needs Java"):
+        scores = head.metrics({"caption": ["A clean dive"]}, {"caption": ["A clean dive!"]})
+    assert "bleu_4_raw" in scores and "bleu_4" not in scores
+    assert "bleu_4" in head.metrics({"caption": ["a dive"]}, {"caption": ["a dive ."]})
+
+
 def test_heads_explain_missing_targets():
     only_scores = tiny_targets(classes={}, captions=False)
     p = ScoreHead.parse_params({"scores": ["execution"]})

@@ -46,6 +46,8 @@ class SampleRecord:
         scores: Score name -> points.
         classes: Class field -> index.
         caption: Token ids ``<sos> ... <eos>`` (unpadded), or ``None``.
+        caption_text: The complete caption as text (not cut to the caption length), the
+            reference its metrics are computed against; ``None`` to use the tokens.
     """
 
     key: str
@@ -55,6 +57,7 @@ class SampleRecord:
     scores: dict[str, float] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)
     caption: list[int] | None = None
+    caption_text: str | None = None
 
 
 class ClipDataset(VideoDataset):
@@ -195,6 +198,8 @@ class ClipDataset(VideoDataset):
             tokens[: len(rec.caption)] = torch.tensor(rec.caption, dtype=torch.int64)
             sample["caption"] = tokens
             sample["caption_length"] = len(rec.caption)
+            if rec.caption_text is not None:
+                sample["caption_text"] = rec.caption_text
         return sample
 
     def load_video(self, path: str | Path) -> torch.Tensor:

@@ -31,7 +31,9 @@ Quirks of the release, kept on purpose:
 * ``vocab.json`` has 5781 entries while the paper says 5779; indices 5779 and 5780 occur in
   one test caption only. The caption target uses the file's 5781 words so every index is valid.
 * 4 captions have no annotation (ignored); 250 captions are longer than the paper's maximum
-  of 100 tokens: they are cut to ``max_caption_length`` words and end with ``<eos>``.
+  of 100 tokens: they are cut to ``max_caption_length`` words and end with ``<eos>`` for
+  training, while caption metrics compare with the complete caption (``caption_text``), as
+  the COCO caption evaluation does.
 * The same reader serves any dataset in this format, e.g. UNLV-Dive (``UNLV_Dive_split_4``,
   ``train_split: train_split_370_4.pkl``) or the synthetic dives of ``synthetic-diving``.
 """
@@ -133,6 +135,16 @@ def _as_key(raw: Any) -> tuple[int, int] | None:
         return (operator.index(event), operator.index(dive))
     except (TypeError, ValueError):
         return None
+
+
+def _words(tokens: list[str]) -> list[str]:
+    """A release caption's words, without ``<sos>`` and ``<eos>``."""
+    words = list(tokens)
+    if words and words[0] == "<sos>":
+        words = words[1:]
+    if words and words[-1] == "<eos>":
+        words = words[:-1]
+    return words
 
 
 class MTLAQAFiles(BaseModel):
@@ -295,6 +307,7 @@ class MTLAQADataset(ClipDataset):
                     problems.append((skey, f"caption in {p.captions}: {problem}"))
                     continue
                 rec.caption = ids
+                rec.caption_text = " ".join(_words(tokens))
             records.append(rec)
         return records, problems
 
@@ -351,12 +364,7 @@ class MTLAQADataset(ClipDataset):
     def _encode(self, tokens: Any, word_to_ix: dict[str, int]) -> tuple[list[int], str | None]:
         if not isinstance(tokens, list | tuple) or not all(isinstance(t, str) for t in tokens):
             return [], "not a list of words"
-        words = list(tokens)
-        if words and words[0] == "<sos>":
-            words = words[1:]
-        if words and words[-1] == "<eos>":
-            words = words[:-1]
-        words = words[: self.params.max_caption_length]
+        words = _words(tokens)[: self.params.max_caption_length]
         unknown = sorted({w for w in words if w not in word_to_ix})
         if unknown:
             return [], f"words not in the vocabulary: {', '.join(map(repr, unknown[:5]))}"

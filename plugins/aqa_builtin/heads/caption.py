@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -56,7 +57,17 @@ class CaptionParams(BaseModel):
         description="Caption metrics computed on evaluation (meteor needs Java).",
     )
     tokenize: bool = Field(
-        False, description="PTB-tokenize captions before scoring (needs Java)."
+        True,
+        description="PTB-tokenize references and generated captions before scoring, as the "
+        "COCO caption evaluation (and the papers) do; needs Java unless the captions are plain "
+        "lower-case words. Without it captions are split on spaces and the metrics are "
+        "reported with the suffix _raw.",
+    )
+    full_references: bool = Field(
+        True,
+        description="Score against the complete reference captions (COCO convention), not "
+        "the ones cut to the dataset's caption length for training. false reports the metrics "
+        "with the suffix _raw.",
     )
     form: Form = Field(
         "auto",
@@ -288,13 +299,42 @@ class CaptionHead(TaskHead):
         return {"caption": [cap.decode(row) for row in outputs["tokens"].cpu().tolist()]}
 
     def references(self, batch: Mapping[str, Any]) -> dict[str, list]:
-        """The true captions as text (truncated to the dataset's max length)."""
+        """The true captions as text.
+
+        Complete (``batch["caption_text"]``, when the dataset provides it and
+        ``full_references`` is on), else decoded from the training tokens, which are cut to
+        the dataset's caption length.
+        """
+        if self.params.full_references and batch.get("caption_text") is not None:
+            return {"caption": [str(t) for t in batch["caption_text"]]}
         cap = self.targets.captions
         rows = torch.as_tensor(batch["caption"]).cpu().tolist()
         return {"caption": [cap.decode(row) for row in rows]}
 
     def metrics(self, predictions: dict[str, list], references: dict[str, list]) -> dict:
-        """BLEU-1..4, METEOR, ROUGE-L and CIDEr (those in ``params.metrics``)."""
+        """BLEU-1..4, METEOR, ROUGE-L and CIDEr (those in ``params.metrics``).
+
+        By default in the COCO caption convention that papers report (PTB tokenizer on
+        references and generated captions, complete references). Any other setting adds the
+        suffix ``_raw`` to every metric name (``cider_raw``), so the two are never confused;
+        so does a missing Java runtime when the captions need the tokenizer (with a warning).
+        """
         refs = {i: [r] for i, r in enumerate(references["caption"])}
         hyps = dict(enumerate(predictions["caption"]))
-        return M.caption_scores(refs, hyps, self.params.metrics, tokenize=self.params.tokenize)
+        tokenize = self.params.tokenize
+        coco = tokenize and self.params.full_references
+        if (
+            tokenize
+            and not M.java_available()
+            and M.ptb_needs_java([r for rs in refs.values() for r in rs] + list(hyps.values()))
+        ):
+            warnings.warn(
+                "caption metrics: the PTB tokenizer of the COCO caption evaluation needs Java, "
+                "which is not installed; captions are split on spaces instead and the metrics "
+                "are reported as <metric>_raw (not comparable with published numbers)",
+                M.CaptionMetricWarning,
+                stacklevel=2,
+            )
+            tokenize = coco = False
+        scores = M.caption_scores(refs, hyps, self.params.metrics, tokenize=tokenize)
+        return scores if coco else {f"{k}_raw": v for k, v in scores.items()}

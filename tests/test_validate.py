@@ -306,3 +306,17 @@ def test_example_plugin_declares_its_input_shape():
     params = VaultSyntheticDataset.Params(num_clips=2, frames=8, size=16, train_samples=2)
     ds = VaultSyntheticDataset(params, "train")
     assert dataset_input_shape(VaultSyntheticDataset, params) == tuple(ds[0]["video"].shape)
+
+
+def test_check_weight_file_accepts_what_loading_accepts(tmp_path):
+    from safetensors.torch import save_file
+
+    from aqa_framework.weights import check_weight_file, load_state_dict
+
+    weights = {"conv1.weight": torch.ones(2, 3), "conv1.bias": torch.zeros(2)}
+    save_file(weights, tmp_path / "w.safetensors")
+    torch.save(weights, tmp_path / "zip.pth")
+    torch.save(weights, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    for name in ("w.safetensors", "zip.pth", "legacy.pth"):
+        check_weight_file(tmp_path / name)
+        assert set(load_state_dict(tmp_path / name)) == set(weights)

@@ -126,9 +126,9 @@ def build_model(
     """Assemble the multitask model of a spec for a dataset's targets.
 
     Heads are checked against ``targets`` first; shapes are inferred on the meta device;
-    then the modules are constructed on ``device`` and pretrained weights (a component's
-    ``pretrained`` param) are loaded. With ``device="meta"`` nothing is allocated and no
-    weights are loaded (for validation and parameter counts).
+    then the modules are constructed on ``device`` and pretrained weights (the ``pretrained``
+    param of the backbone, the aggregator or a head) are loaded. With ``device="meta"`` nothing
+    is allocated and no weights are loaded (for validation and parameter counts).
 
     Args:
         resolved: A resolved spec.
@@ -174,10 +174,24 @@ def build_model(
     )
     model.train()
     if device.type != "meta":
-        pretrained = getattr(backbone.params, "pretrained", None)
-        if pretrained:
-            backbone.load_pretrained(pretrained)
+        for _, component, path in pretrained_files(model):
+            component.load_pretrained(path)
     return model
+
+
+def pretrained_files(model: MultitaskModel) -> list[tuple[str, Any, str]]:
+    """``(part, component, file)`` for each component whose ``pretrained`` param names a file.
+
+    Parts are ``backbone``, ``aggregator`` and ``heads.<task>``, in that order.
+    """
+    parts = [("backbone", model.backbone), ("aggregator", model.aggregator)]
+    parts += [(f"heads.{task}", head) for task, head in model.heads.items()]
+    found = []
+    for part, component in parts:
+        path = getattr(component.params, "pretrained", None)
+        if path:
+            found.append((part, component, str(path)))
+    return found
 
 
 def count_parameters(model: MultitaskModel) -> dict[str, int]:

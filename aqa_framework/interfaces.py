@@ -9,7 +9,9 @@ Data flow of a multitask model::
 
 The builder infers every shape (``in_shape`` arguments exclude the batch dimensions) and hands
 each head the dataset's :class:`~aqa_framework.targets.Targets`; nothing about dimensions is
-written in a spec.
+written in a spec. A backbone, aggregator or head whose params declare ``pretrained`` (a local
+weight file, ``None`` by default) gets it loaded by the builder through its
+``load_pretrained`` once the model is built.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ __all__ = [
     "TaskHead",
     "VideoDataset",
 ]
+
+
+def _load_own_layout(module: Component, path: str | Path) -> None:
+    from aqa_framework.weights import load_into, load_state_dict
+
+    load_into(module, load_state_dict(path), source=f"{path} ({module.kind} {module.name})")
 
 
 class Backbone(Component, nn.Module, ABC):
@@ -98,6 +106,16 @@ class Aggregator(Component, nn.Module, ABC):
     @abstractmethod
     def forward(self, clip_features: Tensor) -> Tensor:
         """Aggregate ``(B, N, *F)`` clip features into ``(B, *G)`` video features."""
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """Load weights from a local file (its ``pretrained`` param, if it declares one).
+
+        The default reads a state dict in this aggregator's own key layout.
+
+        Raises:
+            CheckpointError: If the file cannot be read safely or does not fit.
+        """
+        _load_own_layout(self, path)
 
 
 class TaskHead(Component, nn.Module, ABC):
@@ -172,6 +190,17 @@ class TaskHead(Component, nn.Module, ABC):
     @abstractmethod
     def references(self, batch: Mapping[str, Any]) -> dict[str, list]:
         """The ground truth of a batch under the same column names as :meth:`predict`."""
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """Load weights from a local file (its ``pretrained`` param, if it declares one).
+
+        The default reads a state dict in this head's own key layout; built-in heads also
+        read the official MTL-AQA checkpoints.
+
+        Raises:
+            CheckpointError: If the file cannot be read safely or does not fit.
+        """
+        _load_own_layout(self, path)
 
     @abstractmethod
     def metrics(self, predictions: dict[str, list], references: dict[str, list]) -> dict:

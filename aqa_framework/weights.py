@@ -11,7 +11,9 @@ Only two formats are read, neither of which can run code:
 Key layouts understood besides this project's own: the Sports-1M ``c3d.pickle``
 (``conv1.weight`` ... ``fc8.bias``; the fully connected layers are dropped for the pool5
 backbone) and the per-module checkpoints of the official MTL-AQA code
-(:func:`load_official_mtl_aqa`).
+(:func:`load_official_mtl_aqa`, or each component's ``pretrained`` param in a spec). The
+official caption model has 5779 words, ``vocab.json`` 5781: :func:`fill_vocabulary_rows` fits
+it to the larger vocabulary.
 """
 
 from __future__ import annotations
@@ -293,6 +295,59 @@ def official_to_head_keys(
     raise ValueError(f"unknown head kind {kind!r}")
 
 
+OFFICIAL_VOCAB_SIZE = 5779
+"""Words of the official MTL-AQA caption model (``vocab_size`` in its ``opts.py``)."""
+
+FILLED_WORD_BIAS = -1.0e4
+"""Output bias given to words a caption checkpoint lacks: they are never generated."""
+
+_VOCAB_KEYS = ("embedding.weight", "out.weight", "out.bias")
+
+
+def fill_vocabulary_rows(state_dict: Mapping[str, Tensor], module: nn.Module) -> dict[str, Tensor]:
+    """Fit a caption checkpoint made for fewer words to a caption head with more.
+
+    The official MTL-AQA caption model is built for 5779 words, while the release's
+    ``vocab.json`` (which the ``mtl-aqa`` dataset uses, so that every caption index is valid)
+    has 5781; the two last words occur in one test caption only. The checkpoint's rows fill
+    the first rows of the word embedding and of the output layer; each extra word keeps the
+    head's own embedding row and gets output weights 0 and bias :data:`FILLED_WORD_BIAS`, so
+    its probability is 0 (below float precision) and the head generates exactly what the
+    official model generates. Fine-tuning can still learn the extra words.
+
+    Args:
+        state_dict: Caption head tensors (this project's key layout).
+        module: The caption head to be loaded.
+
+    Returns:
+        The tensors, with ``embedding.weight``, ``out.weight`` and ``out.bias`` padded where
+        the file has fewer rows than the head and the other dimensions agree (else unchanged,
+        so that loading reports the mismatch).
+    """
+    import torch
+
+    own = module.state_dict()
+    present = [k for k in _VOCAB_KEYS if k in state_dict and k in own]
+    rows = {state_dict[k].shape[0] for k in present}
+    if not present or len(rows) != 1:
+        return dict(state_dict)
+    n = rows.pop()
+    if any(
+        n >= own[k].shape[0] or tuple(state_dict[k].shape[1:]) != tuple(own[k].shape[1:])
+        for k in present
+    ):
+        return dict(state_dict)
+    out = dict(state_dict)
+    with torch.no_grad():
+        for k in present:
+            filled = own[k].detach().clone()
+            if k != "embedding.weight":
+                filled[n:] = FILLED_WORD_BIAS if k == "out.bias" else 0.0
+            filled[:n] = state_dict[k].to(filled.dtype)
+            out[k] = filled
+    return out
+
+
 def load_official_mtl_aqa(model: nn.Module, checkpoints: Mapping[str, str | Path]) -> list[str]:
     """Load the per-module checkpoints of the official MTL-AQA code into a model.
 
@@ -300,7 +355,9 @@ def load_official_mtl_aqa(model: nn.Module, checkpoints: Mapping[str, str | Path
     ``model_my_fc6_<epoch>.pth``, ``model_score_regressor_<epoch>.pth``,
     ``model_dive_classifier_<epoch>.pth`` / ``model_position_classifier_<epoch>.pth``,
     ``model_caption_<epoch>.pth``). Build the matching model first (``c3d`` + ``average``
-    with ``shared_fc: 4096`` + fc heads, or ``mscadc`` + ``identity`` + conv heads).
+    with ``shared_fc: 4096`` + fc heads, or ``mscadc`` + ``identity`` + conv heads). A spec
+    does the same with each component's ``pretrained`` param. The 5779-word caption model
+    loads into the 5781-word head of the ``mtl-aqa`` dataset (:func:`fill_vocabulary_rows`).
 
     Args:
         model: A :class:`~aqa_framework.model.MultitaskModel`.
@@ -339,7 +396,7 @@ def load_official_mtl_aqa(model: nn.Module, checkpoints: Mapping[str, str | Path
             sd = c3d_sports1m(sd)
         elif key != "model_my_fc6":
             fields = list(getattr(module, "fields", ()))
-            sd = official_to_head_keys(type(module).name, sd, fields)
+            sd = fill_vocabulary_rows(official_to_head_keys(type(module).name, sd, fields), module)
         load_into(module, sd, source=f"{path} ({name} -> {part})")
         loaded.append(part)
     return loaded

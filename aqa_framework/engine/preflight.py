@@ -76,17 +76,19 @@ def check_settings(spec: Spec) -> torch.device:
 
 
 def check_pretrained(model: MultitaskModel) -> None:
-    """Check the backbone's ``pretrained`` file from its header, without loading the weights.
+    """Check every ``pretrained`` file (backbone, aggregator, heads) from its header.
+
+    The weights are not loaded.
 
     Raises:
         CheckpointError: With the message loading it would give (missing, unreadable, not
             plain tensors); see :func:`aqa_framework.weights.check_weight_file`.
     """
+    from aqa_framework.builder import pretrained_files
     from aqa_framework.weights import check_weight_file
 
-    pretrained = getattr(model.backbone.params, "pretrained", None)
-    if pretrained:
-        check_weight_file(pretrained)
+    for _, _, path in pretrained_files(model):
+        check_weight_file(path)
 
 
 def check_optimization(model: torch.nn.Module, train: TrainSpec) -> None:

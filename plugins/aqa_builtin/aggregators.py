@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from aqa_builtin.layers import flat_size
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.errors import SpecError
 from aqa_framework.interfaces import Aggregator
 
@@ -23,6 +24,12 @@ class AverageParams(BaseModel):
         "the fc-4096 layer the paper's score and classification heads share). None: no layer.",
     )
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after the shared layer.")
+    pretrained: str | None = Field(
+        None,
+        description="Local weight file for the shared layer, loaded after construction: an "
+        "official MTL-AQA model_my_fc6 checkpoint or a file with keys fc.weight, fc.bias.",
+        json_schema_extra=PATH_PARAM,
+    )
 
 
 class AverageAggregator(Aggregator):

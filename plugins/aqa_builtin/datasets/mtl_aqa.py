@@ -29,7 +29,9 @@ As in the official code the window is the ``window`` (103) frames that end at ``
 Quirks of the release, kept on purpose:
 
 * ``vocab.json`` has 5781 entries while the paper says 5779; indices 5779 and 5780 occur in
-  one test caption only. The caption target uses the file's 5781 words so every index is valid.
+  one test caption only. The caption target uses the file's 5781 words so every index is valid;
+  the official caption checkpoints (built for 5779 words) still load into the caption head
+  (:func:`aqa_framework.weights.fill_vocabulary_rows`).
 * 4 captions have no annotation (ignored); 250 captions are longer than the paper's maximum
   of 100 tokens: they are cut to ``max_caption_length`` words and end with ``<eos>`` for
   training, while caption metrics compare with the complete caption (``caption_text``), as

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from aqa_builtin.heads.context import ConvHeadTrunk
 from aqa_builtin.layers import Form, flat_size, resolve_form
 from aqa_framework import metrics as M
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.interfaces import TaskHead
 from aqa_framework.targets import Targets
 
@@ -68,6 +70,13 @@ class CaptionParams(BaseModel):
         description="Score against the complete reference captions (COCO convention), not "
         "the ones cut to the dataset's caption length for training. false reports the metrics "
         "with the suffix _raw.",
+    )
+    pretrained: str | None = Field(
+        None,
+        description="Local weight file loaded after construction: an official MTL-AQA "
+        "model_caption checkpoint (its 5779-word vocabulary fills the first rows of the "
+        "dataset's; the words it lacks are never generated) or this head's own state dict.",
+        json_schema_extra=PATH_PARAM,
     )
     form: Form = Field(
         "auto",
@@ -133,6 +142,26 @@ class CaptionHead(TaskHead):
                               batch_first=True, dropout=drop)
         self.embedding = nn.Embedding(self.vocab_size, params.word_dim)
         self.out = nn.Linear(params.hidden, self.vocab_size)
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """Load an official ``model_caption`` checkpoint or this head's own weights.
+
+        A checkpoint made for fewer words (the official model has 5779, ``vocab.json`` 5781)
+        fills the first rows of the word embedding and output layer; the other words are
+        never generated (:func:`~aqa_framework.weights.fill_vocabulary_rows`).
+
+        Raises:
+            CheckpointError: If the file cannot be read safely or does not fit.
+        """
+        from aqa_framework.weights import (
+            fill_vocabulary_rows,
+            load_into,
+            load_state_dict,
+            official_to_head_keys,
+        )
+
+        state = official_to_head_keys("caption", load_state_dict(path))
+        load_into(self, fill_vocabulary_rows(state, self), source=f"{path} (head {self.name})")
 
     # -- features --------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 from aqa_builtin.heads.context import ConvHeadTrunk
 from aqa_builtin.layers import Form, flat_size, resolve_form
 from aqa_framework import metrics as M
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.interfaces import TaskHead
 from aqa_framework.targets import Targets
 
@@ -43,6 +45,13 @@ class ClassificationParams(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1, description="fc form: dropout after the hidden layer.")
     bottleneck: int = Field(12, ge=1, description="conv form: channels inside the head.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    pretrained: str | None = Field(
+        None,
+        description="Local weight file loaded after construction: an official MTL-AQA "
+        "model_dive_classifier (or model_position_classifier) checkpoint, C3D-AVG or MSCADC, "
+        "or this head's own state dict.",
+        json_schema_extra=PATH_PARAM,
+    )
 
 
 class ClassificationHead(TaskHead):
@@ -133,3 +142,17 @@ class ClassificationHead(TaskHead):
         out = {f"{f}_acc": M.accuracy(predictions[f], references[f]) for f in self.fields}
         out["accuracy"] = sum(out.values()) / len(out)
         return out
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """Load an official ``model_dive_classifier`` checkpoint or this head's own weights.
+
+        The official sub-heads ``fc_<field>`` (``head_conv3_<field>`` for MSCADC) map to this
+        head's fields; ``rot_type`` is read as ``rotation_type`` where the dataset calls it so.
+
+        Raises:
+            CheckpointError: If the file cannot be read safely or does not fit.
+        """
+        from aqa_framework.weights import load_into, load_state_dict, official_to_head_keys
+
+        state = official_to_head_keys("classification", load_state_dict(path), self.fields)
+        load_into(self, state, source=f"{path} (head {self.name})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 from aqa_builtin.heads.context import ConvHeadTrunk
 from aqa_builtin.layers import Form, flat_size, resolve_form
 from aqa_framework import metrics as M
+from aqa_framework.component import PATH_PARAM
 from aqa_framework.interfaces import TaskHead
 from aqa_framework.targets import Targets
 
@@ -50,6 +52,12 @@ class ScoreParams(BaseModel):
     )
     loss: Literal["mse+l1", "mse", "l1"] = Field(
         "mse+l1", description="Regression loss; 'mse+l1' is paper eq. 1."
+    )
+    pretrained: str | None = Field(
+        None,
+        description="Local weight file loaded after construction: an official MTL-AQA "
+        "model_score_regressor checkpoint (C3D-AVG or MSCADC) or this head's own state dict.",
+        json_schema_extra=PATH_PARAM,
     )
     rel_l2_range: Literal["evaluated", "dataset"] | tuple[float, float] = Field(
         "evaluated",
@@ -169,6 +177,17 @@ class ScoreHead(TaskHead):
         out["pearson"] = M.fisher_z_mean([v["pearson"] for v in per.values()])
         out["rel_l2"] = sum(v["rel_l2"] for v in per.values()) / len(per)
         return out
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """Load an official ``model_score_regressor`` checkpoint or this head's own weights.
+
+        Raises:
+            CheckpointError: If the file cannot be read safely or does not fit.
+        """
+        from aqa_framework.weights import load_into, load_state_dict, official_to_head_keys
+
+        state = official_to_head_keys("score", load_state_dict(path))
+        load_into(self, state, source=f"{path} (head {self.name})")
 
     def _fixed_range(self, name: str) -> tuple[float, float] | None:
         """The fixed relative-L2 range of a score, or ``None`` for the evaluated scores'."""

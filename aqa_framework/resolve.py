@@ -8,7 +8,7 @@ from pydantic import BaseModel, ValidationError
 
 from aqa_framework.errors import SpecError, UnknownComponentError
 from aqa_framework.registry import Registry, get_registry
-from aqa_framework.spec import ComponentSpec, Spec, errors_from_validation
+from aqa_framework.spec import ComponentSpec, Spec, errors_from_validation, nonfinite_values
 
 
 @dataclass
@@ -60,6 +60,10 @@ def _resolve_one(
         params = cls.parse_params(comp.params)
     except ValidationError as exc:
         problems.extend(errors_from_validation(exc, prefix=f"{path}.params"))
+        return None
+    nonfinite = nonfinite_values(params.model_dump(), prefix=f"{path}.params")
+    if nonfinite:  # e.g. the string "inf", which a float parameter accepts
+        problems.extend(nonfinite)
         return None
     weight = getattr(comp, "loss_weight", 1.0)
     return ResolvedComponent(kind, comp.name, cls, params, path, weight)

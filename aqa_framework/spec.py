@@ -8,6 +8,7 @@ full YAML path of the offending value, e.g. ``model.heads.caption.params.hidden`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -15,10 +16,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aqa_framework.errors import SpecError
+from aqa_framework.yamlio import YAMLProblem, load_yaml, read_yaml_text, short_repr
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ComponentSpec(_Strict):
@@ -138,6 +140,13 @@ class TrainSpec(_Strict):
     checkpoint_every: int = Field(
         1, ge=1, description="Save a resumable checkpoint every N epochs."
     )
+    max_nonfinite_steps: int | None = Field(
+        10,
+        ge=1,
+        description="A step whose loss or gradient norm is NaN or infinite never updates the "
+        "weights; this many such steps in a row stop the run with an error, keeping the last "
+        "checkpoint. null: skip such steps without ever stopping.",
+    )
 
 
 class EvalSpec(_Strict):
@@ -209,8 +218,7 @@ def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[tuple
         elif err["type"] == "value_error":
             msg = msg.removeprefix("Value error, ")
         if "input" in err and err["type"] not in {"missing", "extra_forbidden"}:
-            shown = repr(err["input"])
-            msg += f" (got {shown if len(shown) < 60 else shown[:57] + '...'})"
+            msg += f" (got {short_repr(err['input'])})"
         problems.append((path, msg))
     return problems
 
@@ -220,14 +228,17 @@ def parse_value(text: str) -> Any:
     import yaml
 
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError:
         return text
+    except YAMLProblem as exc:
+        raise SpecError([("", f"override value {short_repr(text)}: {exc}")]) from None
     if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             return value
+        return number if math.isfinite(number) else value  # "nan", "inf": left as text
     return value
 
 
@@ -313,8 +324,12 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
 def load_raw(path: str | Path) -> dict[str, Any]:
     """Read a YAML spec file into a mapping.
 
+    The file is read with :func:`aqa_framework.yamlio.load_yaml`: at most 1 MB, at most
+    100,000 values with aliases expanded, and no mapping may repeat a key.
+
     Raises:
-        SpecError: If the file is missing, not YAML, or not a mapping.
+        SpecError: If the file is missing, too large, not YAML, repeats a key, or is not a
+            mapping.
     """
     import yaml
 
@@ -322,14 +337,17 @@ def load_raw(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise SpecError([("", f"spec file not found: {p}")])
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = load_yaml(read_yaml_text(p))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError([("", f"not valid YAML{where}: {problem}")], source=str(p)) from None
-    except UnicodeDecodeError:
-        raise SpecError([("", "not a text file")], source=str(p)) from None
+    except YAMLProblem as exc:
+        raise SpecError([(exc.path, exc.message)], source=str(p)) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SpecError([("", f"cannot read the file: {reason}")], source=str(p)) from None
     if data is None:
         raise SpecError([("", "the spec is empty")], source=str(p))
     if not isinstance(data, dict):
@@ -337,16 +355,54 @@ def load_raw(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _yaml_number(value: float) -> str:
+    if math.isnan(value):
+        return ".nan"
+    return ".inf" if value > 0 else "-.inf"
+
+
+def nonfinite_values(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """``(dotted path, message)`` for every NaN or infinite number in a (raw) spec value.
+
+    No number in a spec may be ``.nan`` or ``.inf``: a learning rate, a loss weight or a
+    component parameter of that value trains nothing. The walk covers the whole mapping,
+    component ``params`` included, whatever the component's own ``Params`` accept.
+
+    Args:
+        value: A raw spec mapping, or any part of one.
+        prefix: Dotted path of ``value`` inside the spec.
+    """
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [(prefix, value)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            found.append((path, f"must be a finite number (got {_yaml_number(node)})"))
+        elif isinstance(node, Mapping):
+            stack += [(f"{path}.{k}" if path else str(k), v) for k, v in node.items()]
+        elif isinstance(node, list | tuple):
+            stack += [(f"{path}.{i}" if path else str(i), v) for i, v in enumerate(node)]
+    return sorted(found)
+
+
 def parse_spec(raw: Mapping[str, Any], source: str | None = None) -> Spec:
     """Validate the envelope of a raw spec mapping (pass one, torch-free).
+
+    Besides the envelope's own rules, no number anywhere in the mapping (component
+    ``params`` included) may be NaN or infinite (:func:`nonfinite_values`).
 
     Raises:
         SpecError: Listing every problem with its path.
     """
+    problems = nonfinite_values(raw)
     try:
-        return Spec.model_validate(dict(raw))
+        spec = Spec.model_validate(dict(raw))
     except ValidationError as exc:
-        raise SpecError(errors_from_validation(exc), source=source) from None
+        reported = {path for path, _ in problems}
+        problems += [p for p in errors_from_validation(exc) if p[0] not in reported]
+    if problems:
+        raise SpecError(problems, source=source)
+    return spec
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> Spec:

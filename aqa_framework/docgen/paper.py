@@ -23,9 +23,9 @@ TABLE4_NETWORKS: tuple[tuple[str, str, dict[str, float]], ...] = (
 
 
 def _yaml(path: Path) -> dict[str, Any]:
-    import yaml
+    from aqa_framework.yamlio import load_yaml
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml(path.read_text(encoding="utf-8"))
     return data if isinstance(data, dict) else {}
 
 

@@ -51,6 +51,13 @@ class CheckpointError(AQAError):
     """A checkpoint or weight file cannot be read or does not fit the model."""
 
 
+class TrainingDiverged(AQAError):
+    """Training stopped because the loss stayed NaN or infinite (``train.max_nonfinite_steps``).
+
+    The message says which checkpoint was kept; the run folder can be resumed from it.
+    """
+
+
 def user_message(exc: BaseException) -> str:
     """The message to show for ``exc``, unwrapped when a DataLoader worker raised it.
 

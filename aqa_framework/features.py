@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from aqa_framework import jsonio
 from aqa_framework.errors import AQAError, DataError
 
 OUTPUT_LAYER = "output"
@@ -235,6 +236,8 @@ def extract_features(
     try:
         with torch.inference_mode():
             for batch in loader:
+                if "video" not in batch:  # every sample of the batch was skipped
+                    continue
                 video = batch["video"]
                 if video.dim() != 6:
                     raise DataError(
@@ -343,7 +346,7 @@ class FeatureCache:
             "split": key.split,
             **(dict(info) if info else {}),
         }
-        _atomic(folder / "meta.json", lambda f: f.write(json.dumps(meta).encode()))
+        _atomic(folder / "meta.json", lambda f: f.write(jsonio.dumps(meta).encode()))
         for layer, arr in features.layers.items():
             _atomic(key.layer_file(self.root, layer), lambda f, a=arr: np.save(f, a))
 

@@ -320,6 +320,7 @@ def _loader(resolved: Any, split: str, device: str = "cpu"):
     from torch.utils.data import DataLoader
 
     from aqa_framework.builder import open_dataset
+    from aqa_framework.data.skipping import collate
     from aqa_framework.engine.loaders import resolve_num_workers
 
     ds = open_dataset(resolved, split, False)
@@ -329,6 +330,7 @@ def _loader(resolved: Any, split: str, device: str = "cpu"):
         batch_size=d.eval_batch_size or d.batch_size,
         shuffle=False,
         num_workers=resolve_num_workers(d.num_workers, device),
+        collate_fn=collate,
     )
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from aqa_framework import jsonio
 from aqa_framework.errors import AQAError, SpecError
 from aqa_framework.spec import (
     apply_overrides,
@@ -325,7 +326,8 @@ class SweepFolder:
         if result.is_file():
             data = json.loads(result.read_text(encoding="utf-8"))
             self._check_hash(run, data.get("spec_hash"))
-            return RunStatus(run, "done", {k: float(v) for k, v in data["metrics"].items()})
+            metrics = {k: jsonio.number(v) for k, v in data["metrics"].items()}
+            return RunStatus(run, "done", metrics)
         if self.run_dir(run).exists():
             self._check_hash(run, self._planned_hash(run))
             return RunStatus(run, "partial")
@@ -362,7 +364,7 @@ class SweepFolder:
         for run in runs:
             entries[run.id] = {"labels": run.labels, "spec_hash": run.spec_hash, "spec": run.raw}
         plan = {"name": sweep.name, "base": str(sweep.base_path), "runs": entries}
-        _atomic_write(plan_path, json.dumps(plan, indent=2, default=str) + "\n")
+        _atomic_write(plan_path, jsonio.dumps(plan, indent=2, default=str) + "\n")
 
     def write_result(self, run: SweepRun, metrics: Mapping[str, float], run_dir: Path) -> None:
         """Record a finished run's final metrics."""
@@ -375,7 +377,7 @@ class SweepFolder:
         }
         path = self.result_path(run)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, json.dumps(data, indent=2) + "\n")
+        _atomic_write(path, jsonio.dumps(data, indent=2) + "\n")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -510,10 +512,10 @@ def read_run_metrics(run_dir: Path) -> dict[str, float]:
         metrics = json.loads(path.read_text(encoding="utf-8"))["metrics"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"no final metrics in {path}: {exc}") from None
-    return {
-        k: float(v)
+    return {  # null: a metric that was NaN (strict JSON)
+        k: jsonio.number(v)
         for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
+        if v is None or (isinstance(v, int | float) and not isinstance(v, bool))
     }
 
 

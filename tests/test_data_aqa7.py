@@ -57,6 +57,7 @@ def test_score_scale_is_detected_or_configured(splits, tmp_path):
     rows = np.array([[2, 1, 14.5], [2, 2, 15.1]])
     for name in ("consolidated_train_list", "consolidated_test_list"):
         scipy.io.savemat(tmp_path / f"{name}.mat", {name: rows})
+        rows = np.array([[2, 3, 14.9]])  # the test list: other samples
     points = open_split(tmp_path)  # a copy that stores points is read as points
     assert [r.scores["final_score"] for r in points.records] == [14.5, 15.1]
 

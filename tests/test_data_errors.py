@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from data_helpers import annotation, decode_clips, write_index_video, write_release
 
+from aqa_framework.data.skipping import collate, is_skipped
 from aqa_framework.errors import DataError
 from aqa_framework.registry import get_registry
 from aqa_framework.video.dataset import DataSkipWarning
@@ -24,7 +25,7 @@ def videos(tmp_path_factory):
 
 def release(tmp_path, anns, split, caption_keys=None, **params):
     caps = {k: list(CAPTION) for k in (anns if caption_keys is None else caption_keys)}
-    root = write_release(tmp_path / "release", anns, caps, split, split[:1])
+    root = write_release(tmp_path / "release", anns, caps, split, [(99, 99)])
     cls = get_registry().get("dataset", "mtl-aqa")
     return lambda split="train", **more: cls(
         cls.parse_params({"root": str(root), **RAW, **params, **more}), split, False
@@ -81,17 +82,22 @@ def test_missing_corrupt_and_too_short_videos(tmp_path, videos):
         ds[4]
 
 
-def test_skip_drops_missing_videos_at_open_and_replaces_unreadable_samples(tmp_path, videos):
+def test_skip_drops_missing_videos_at_open_and_leaves_out_unreadable_samples(tmp_path, videos):
     anns = {**GOOD, (1, 3): annotation(450), (2, 1): annotation(150), (3, 1): annotation(150)}
     open_ = release(tmp_path, anns, list(anns), videos_dir=str(videos), on_error="skip")
     with pytest.warns(DataSkipWarning, match=r"02_01: video not found"):
         ds = open_()
     assert ds.keys == ["01_01", "01_02", "01_03", "03_01"]
+    assert ds.dropped_keys == ["02_01"]
     with pytest.warns(DataSkipWarning) as record:
-        keys = [ds[i]["key"] for i in range(len(ds))]
-    assert keys == ["01_01", "01_02", "01_01", "01_01"]  # bad ones replaced by the next good one
+        samples = [ds[i] for i in range(len(ds))]
+    assert [s["key"] for s in samples] == ds.keys  # each sample is itself or left out
+    assert [is_skipped(s) for s in samples] == [False, False, True, True]
     messages = " ".join(str(w.message) for w in record)
-    assert "01_03" in messages and "03_01" in messages
+    assert "leaving out sample 01_03" in messages and "leaving out sample 03_01" in messages
+    batch = collate(samples)  # the engine's collate drops them and names them
+    assert batch["key"] == ["01_01", "01_02"] and batch["video"].shape[0] == 2
+    assert batch["skipped"] == ["01_03", "03_01"]
 
 
 def test_unknown_caption_word_and_unknown_split(tmp_path, videos):
@@ -102,7 +108,7 @@ def test_unknown_caption_word_and_unknown_split(tmp_path, videos):
         anns,
         caps,
         list(anns),
-        [(1, 1)],
+        [(99, 99)],
         words=["<eos>", "<sos>", "a", "clean", "dive"],
     )
     cls = get_registry().get("dataset", "mtl-aqa")

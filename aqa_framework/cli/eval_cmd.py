@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from aqa_framework import jsonio
 from aqa_framework.cli.options import SetOption
 
 CheckpointArg = Annotated[
@@ -53,17 +53,19 @@ def evaluate(
         "epoch": trained.checkpoint.epoch,
         "split": split,
         "samples": len(result.keys),
+        "skipped": {"count": len(result.skipped), "keys": result.skipped},
         "metrics": result.metrics,
     }
     if as_json:
-        typer.echo(json.dumps(doc, indent=2))
+        typer.echo(jsonio.dumps(doc, indent=2))
         return
     from rich.table import Table
 
     from aqa_framework.cli.console import out
 
+    left_out = f" ({len(result.skipped)} left out)" if result.skipped else ""
     table = Table(
-        title=f"{split} split, {len(result.keys)} samples - {trained.checkpoint.path} "
+        title=f"{split} split, {len(result.keys)} samples{left_out} - {trained.checkpoint.path} "
         f"(epoch {trained.checkpoint.epoch})",
         title_justify="left",
     )
@@ -106,7 +108,7 @@ def predict(
             "epoch": trained.checkpoint.epoch,
             "predictions": preds,
         }
-        typer.echo(json.dumps(doc, indent=2))
+        typer.echo(jsonio.dumps(doc, indent=2))
         return
     from rich.table import Table
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from aqa_framework import jsonio
 from aqa_framework.engine.state_codec import decode, encode
 from aqa_framework.errors import CheckpointError
 
@@ -130,7 +131,7 @@ def _write_folder(
         files[STATE_FILE] = _sha256(folder / STATE_FILE)
         doc["training_state"] = tree
     doc["files"] = files
-    (folder / META_FILE).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    (folder / META_FILE).write_text(jsonio.dumps(doc, indent=1), encoding="utf-8")
     for name in (*files, META_FILE):
         _fsync(folder / name)
     _fsync(folder)

@@ -152,13 +152,16 @@ def evaluate_split(
     bs = batch_size or spec.data.eval_batch_size or spec.data.batch_size
     workers = resolve_num_workers(spec.data.num_workers, trained.device)
     loader = eval_loader(dataset, bs, workers, DistContext())
-    return evaluate(
+    result = evaluate(
         model=trained.model,
         loader=loader,
         device=trained.device,
         precision=trained.precision,
         ctx=DistContext(),
     )
+    # also those left out when the split was opened (on_error: skip)
+    result.skipped = sorted({*getattr(dataset, "dropped_keys", []), *result.skipped})
+    return result
 
 
 def load_video(trained: TrainedModel, path: str | Path) -> torch.Tensor:

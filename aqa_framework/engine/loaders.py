@@ -1,4 +1,8 @@
-"""DataLoaders with reproducible order: seeded per epoch, sharded under DDP."""
+"""DataLoaders with reproducible order: seeded per epoch, sharded under DDP.
+
+Both collate with :func:`aqa_framework.data.skipping.collate`: samples a dataset could not
+load (``on_error: skip``) are left out of the batch and listed under ``batch["skipped"]``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
+from aqa_framework.data.skipping import collate
 from aqa_framework.engine.distributed import DistContext
 from aqa_framework.engine.seeding import derive_seed, worker_init_fn
 from aqa_framework.env import usable_cores
@@ -105,6 +110,7 @@ class EpochLoader:
             worker_init_fn=worker_init_fn,
             generator=self.generator,
             pin_memory=pin_memory,
+            collate_fn=collate,
         )
 
     def epoch(self, epoch: int) -> DataLoader:
@@ -128,6 +134,7 @@ def eval_loader(
         num_workers=num_workers,
         worker_init_fn=worker_init_fn,
         pin_memory=pin_memory,
+        collate_fn=collate,
     )
 
 

@@ -19,14 +19,49 @@ from typing import Any
 import torch
 from torch import nn
 
+from aqa_framework.data.skipping import SKIPPED
+from aqa_framework.engine import distributed as D
 from aqa_framework.engine.distributed import DistContext, gather_objects, sum_across
 from aqa_framework.engine.loaders import to_device
 from aqa_framework.engine.precision import autocast
 from aqa_framework.engine.progress import TrainingProgress
+from aqa_framework.errors import DataError
 
 
 class StopRequested(Exception):
     """Raised inside an epoch when a stop was requested (the epoch is abandoned)."""
+
+
+class NonFiniteLoss(Exception):
+    """Raised inside an epoch when too many consecutive steps had a NaN or infinite loss.
+
+    Attributes:
+        steps: Consecutive non-finite steps (``train.max_nonfinite_steps``).
+        step: 1-based step of the epoch at which training stopped.
+        what: Which values were not finite, e.g. ``"loss nan (score nan)"``.
+    """
+
+    def __init__(self, steps: int, step: int, what: str) -> None:
+        self.steps = steps
+        self.step = step
+        self.what = what
+        super().__init__(f"{what} for {steps} consecutive steps")
+
+
+@dataclass
+class NonFiniteGuard:
+    """Counts consecutive training steps whose loss or gradient was NaN or infinite.
+
+    Such a step never updates the weights (nor the optimizer state). The count carries over
+    epoch ends; a finite step resets it.
+
+    Attributes:
+        limit: Consecutive non-finite steps that stop training (``None``: never stop).
+        consecutive: The current run of non-finite steps.
+    """
+
+    limit: int | None = 10
+    consecutive: int = 0
 
 
 @dataclass
@@ -34,14 +69,20 @@ class EpochStats:
     """What one training epoch measured.
 
     Attributes:
-        losses: Mean loss per sample: ``"loss"`` (weighted total) and one per task.
+        losses: Mean loss per sample over the steps that updated the weights: ``"loss"``
+            (weighted total) and one per task (NaN if no step did).
         samples: Samples seen (all ranks).
         seconds: Wall time of the epoch.
+        nonfinite_steps: Steps skipped because the loss or gradient was NaN or infinite.
+        skipped_samples: Samples left out because they could not be loaded
+            (``on_error: skip``).
     """
 
     losses: dict[str, float]
     samples: int
     seconds: float
+    nonfinite_steps: int = 0
+    skipped_samples: int = 0
 
     @property
     def samples_per_second(self) -> float:
@@ -57,13 +98,16 @@ class EvalResult:
         keys: Sample keys in split order.
         predictions: ``{task: {column: values}}``.
         references: ``{task: {column: values}}`` (same columns).
-        metrics: ``{"task.metric": value}``.
+        metrics: ``{"task.metric": value}``, over the samples in ``keys``.
+        skipped: Keys of the samples that could not be loaded and were left out
+            (``on_error: skip``).
     """
 
     keys: list[str]
     predictions: dict[str, dict[str, list]]
     references: dict[str, dict[str, list]]
     metrics: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
     def columns(self, class_labels: dict[str, list[str]] | None = None) -> dict[str, list]:
         """Table columns: ``key`` then ``<task>.<column>`` and ``<task>.<column>.ref``.
@@ -94,6 +138,28 @@ def _format_losses(losses: dict[str, float]) -> str:
     return " ".join(f"{k} {v:.4g}" for k, v in losses.items())
 
 
+def _describe_nonfinite(total: torch.Tensor, per_task: dict[str, torch.Tensor]) -> str:
+    """``"the loss was nan (score nan)"``, naming the tasks whose loss was not finite."""
+    value = float(total.detach())
+    if math.isfinite(value):  # another process's loss, or the gradient
+        return "the loss or the gradient norm was not finite"
+    values = {k: float(v.detach()) for k, v in per_task.items()}
+    bad = ", ".join(f"{k} {v:g}" for k, v in values.items() if not math.isfinite(v))
+    return f"the loss was {value:g}" + (f" ({bad})" if bad else "")
+
+
+def _gradients_finite(model: nn.Module, grad_clip: float | None) -> bool:
+    """Clip the gradient norm (if asked) and say whether it is finite."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return True
+    if grad_clip is not None:
+        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    return bool(torch.isfinite(norm))
+
+
 def train_one_epoch(
     *,
     model: nn.Module,
@@ -109,8 +175,14 @@ def train_one_epoch(
     progress: TrainingProgress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     description: str = "train",
+    guard: NonFiniteGuard | None = None,
 ) -> EpochStats:
     """Train for one epoch.
+
+    A step whose loss (on any rank) or gradient norm is NaN or infinite does not update the
+    weights; ``guard`` counts such steps and stops training after ``guard.limit`` in a row.
+    With fp16 the gradient scaler handles overflowing gradients itself (only the loss is
+    checked).
 
     Args:
         model: The (unwrapped) multitask model: its ``loss`` is used.
@@ -126,21 +198,33 @@ def train_one_epoch(
         progress: Progress display.
         should_stop: Polled after every step; ``True`` abandons the epoch.
         description: Label of the batch bar.
+        guard: Counter of consecutive non-finite steps (default: a fresh one, limit 10).
 
     Raises:
         StopRequested: When ``should_stop`` returned ``True``.
+        NonFiniteLoss: When ``guard.limit`` consecutive steps were not finite.
     """
+    guard = guard if guard is not None else NonFiniteGuard()
     model.train()
     steps = len(loader) if max_steps is None else min(len(loader), max_steps)
     if progress is not None:
         progress.start_bar(description, steps)
     sums: dict[str, torch.Tensor] = {}
     seen = 0
+    counted = 0  # samples of the steps that updated the weights
+    skipped_steps = 0
+    skipped_samples = 0
     refresh = 1 if device.type == "cpu" else 10
     start = time.perf_counter()
     for step, batch in enumerate(loader):
         if step >= steps:
             break
+        skipped_samples += len(batch.get(SKIPPED, ())) if isinstance(batch, dict) else 0
+        # a batch whose every sample was left out (on_error: skip): every rank skips the step
+        if D.any_true(isinstance(batch, dict) and "video" not in batch, ctx):
+            if progress is not None:
+                progress.step()
+            continue
         batch = to_device(batch, device)
         video = batch["video"]
         with autocast(device, precision):
@@ -148,18 +232,38 @@ def train_one_epoch(
             total, per_task = model.loss(outputs, batch)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(total).backward()
-        if grad_clip is not None:
+        # every rank takes the same decision (DDP: the gradients are already averaged)
+        finite = not D.any_true(not bool(torch.isfinite(total.detach())), ctx)
+        if finite and grad_clip is not None:
             scaler.unscale_(optimizer)
+        if finite and precision != "fp16":
+            finite = _gradients_finite(model, grad_clip)
+        elif finite and grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
         n = int(video.shape[0])
         seen += n
-        for name, value in {"loss": total, **per_task}.items():
-            contrib = value.detach().float() * n
-            sums[name] = sums[name] + contrib if name in sums else contrib
+        if finite:
+            scaler.step(optimizer)
+            scaler.update()
+            guard.consecutive = 0
+            counted += n
+            for name, value in {"loss": total, **per_task}.items():
+                contrib = value.detach().float() * n
+                sums[name] = sums[name] + contrib if name in sums else contrib
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            for name in ("loss", *per_task):  # the epoch still reports every loss (NaN)
+                sums.setdefault(name, torch.zeros((), device=device))
+            skipped_steps += 1
+            guard.consecutive += 1
+            if guard.limit is not None and guard.consecutive >= guard.limit:
+                if progress is not None:
+                    progress.end_bar()
+                raise NonFiniteLoss(
+                    guard.consecutive, step + 1, _describe_nonfinite(total, per_task)
+                )
         if progress is not None and progress.bars and (step % refresh == 0 or step + 1 == steps):
-            means = {k: float(v) / seen for k, v in sums.items()}
+            means = {k: float(v) / max(counted, 1) for k, v in sums.items()}
             rate = seen * ctx.world_size / max(time.perf_counter() - start, 1e-9)
             progress.step(f"{_format_losses(means)} | {rate:.1f} samples/s")
         elif progress is not None:
@@ -169,11 +273,23 @@ def train_one_epoch(
     seconds = time.perf_counter() - start
     if progress is not None:
         progress.end_bar()
-    totals = sum_across({k: float(v) for k, v in sums.items()} | {"__n": float(seen)}, ctx)
+    totals = sum_across(
+        {k: float(v) for k, v in sums.items()}
+        | {
+            "__n": float(seen),
+            "__counted": float(counted),
+            "__steps": float(skipped_steps),
+            "__samples": float(skipped_samples),
+        },
+        ctx,
+    )
     n_all = totals.pop("__n")
-    losses = {k: (v / n_all if n_all else math.nan) for k, v in totals.items()}
+    n_counted = totals.pop("__counted")
+    nonfinite = int(totals.pop("__steps")) // max(ctx.world_size, 1)
+    left_out = int(totals.pop("__samples"))
+    losses = {k: (v / n_counted if n_counted else math.nan) for k, v in totals.items()}
     ordered = {"loss": losses.pop("loss", math.nan), **losses}
-    return EpochStats(ordered, int(n_all), seconds)
+    return EpochStats(ordered, int(n_all), seconds, nonfinite, left_out)
 
 
 @torch.no_grad()
@@ -189,6 +305,9 @@ def evaluate(
     description: str = "eval",
 ) -> EvalResult:
     """Predict a split, gather the predictions of all ranks and compute every head's metrics.
+
+    Samples the dataset could not load (``on_error: skip``) are left out: the metrics cover
+    the samples evaluated, and :attr:`EvalResult.skipped` names the others.
 
     Args:
         model: The (unwrapped) multitask model.
@@ -206,9 +325,15 @@ def evaluate(
     preds: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     refs: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     keys: list[str] = []
+    skipped: list[str] = []
     if progress is not None:
         progress.start_bar(description, len(loader))
     for batch in loader:
+        skipped.extend(batch.get(SKIPPED, ()) if isinstance(batch, dict) else ())
+        if isinstance(batch, dict) and "video" not in batch:  # every sample left out
+            if progress is not None:
+                progress.step()
+            continue
         video = batch["video"].to(device, non_blocking=True)
         with autocast(device, precision):
             outputs = forward(video, None)
@@ -228,9 +353,17 @@ def evaluate(
         "keys": keys,
         "preds": {t: dict(c) for t, c in preds.items()},
         "refs": {t: dict(c) for t, c in refs.items()},
+        "skipped": skipped,
     }
-    merged = _merge_shards(gather_objects(local, ctx))
-    result = EvalResult(merged["keys"], merged["preds"], merged["refs"])
+    shards = gather_objects(local, ctx)
+    merged = _merge_shards(shards)
+    left_out = sorted(k for s in shards for k in s["skipped"])
+    if not merged["keys"] and left_out:
+        raise DataError(
+            f"{description}: none of the {len(left_out)} samples could be loaded "
+            f"(first: {', '.join(left_out[:3])})"
+        )
+    result = EvalResult(merged["keys"], merged["preds"], merged["refs"], skipped=left_out)
     result.metrics = compute_metrics(model, result.predictions, result.references)
     return result
 
@@ -241,6 +374,18 @@ def _merge_shards(shards: list[dict[str, Any]]) -> dict[str, Any]:
         return shards[0]
     world = len(shards)
     total = sum(len(s["keys"]) for s in shards)
+    if any(s.get("skipped") for s in shards):
+        # samples were left out: the shards no longer interleave, so concatenate them
+        merged = {"keys": [k for s in shards for k in s["keys"]]}
+        for part in ("preds", "refs"):
+            columns = dict.fromkeys(
+                (t, c) for s in shards for t, cols in s[part].items() for c in cols
+            )
+            merged[part] = {}
+            for task, col in columns:
+                values = [v for s in shards for v in s[part].get(task, {}).get(col, [])]
+                merged[part].setdefault(task, {})[col] = values
+        return merged
 
     def interleave(lists: list[list]) -> list:
         out: list = [None] * total

@@ -35,6 +35,7 @@ class ReportInputs:
         parameters: Parameter counts by component.
         wall_time_s: Training wall time.
         samples: How many commentaries to show.
+        skipped: Keys of the final split's samples left out (``on_error: skip``).
     """
 
     title: str
@@ -51,9 +52,12 @@ class ReportInputs:
     parameters: dict[str, int] = field(default_factory=dict)
     wall_time_s: float | None = None
     samples: int = 8
+    skipped: list[str] = field(default_factory=list)
 
 
 def _fmt(v: Any) -> str:
+    if v is None:  # a NaN read back from strict JSON (a resumed run's history)
+        return "nan"
     if isinstance(v, float):
         if math.isnan(v):
             return "nan"
@@ -186,6 +190,15 @@ def write_report(run_dir: str | Path, inputs: ReportInputs) -> Path:
 
     parts += [f"## Metrics on the {inputs.final_split} split ({len(r.keys)} samples)", ""]
     parts += [inputs.selection, ""]
+    if inputs.skipped:
+        shown = ", ".join(inputs.skipped[:20])
+        more = f" and {len(inputs.skipped) - 20} more" if len(inputs.skipped) > 20 else ""
+        parts += [
+            f"{len(inputs.skipped)} sample(s) of the split could not be loaded and were left "
+            f"out (`on_error: skip`); the metrics cover the {len(r.keys)} others: "
+            f"{shown}{more}.",
+            "",
+        ]
     parts += [_table(["metric", "value"], sorted(r.metrics.items())), ""]
 
     scatter = run_dir / REPORT_DIR / "scatter.png"
@@ -218,6 +231,7 @@ def final_metrics(run_dir: str | Path) -> dict[str, float]:
     """
     import json
 
+    from aqa_framework import jsonio
     from aqa_framework.engine.run_folder import RESULTS_FILE
     from aqa_framework.errors import CheckpointError
 
@@ -228,6 +242,6 @@ def final_metrics(run_dir: str | Path) -> dict[str, float]:
         )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        return {str(k): float(v) for k, v in doc["metrics"].items()}
+        return {str(k): jsonio.number(v) for k, v in doc["metrics"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path} is damaged: {exc}") from None

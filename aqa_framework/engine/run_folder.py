@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from aqa_framework import jsonio
 from aqa_framework.engine.checkpoint import CHECKPOINTS_DIR, find_checkpoint
 from aqa_framework.engine.run_lock import LOCK_FILE
 from aqa_framework.errors import CheckpointError
@@ -208,12 +209,12 @@ class RunFolder:
         write_atomic(self.path / SPEC_FILE, text)
 
     def write_json(self, name: str, doc: Any) -> None:
-        """Store a JSON document."""
-        write_atomic(self.path / name, json.dumps(doc, indent=2) + "\n")
+        """Store a JSON document (strict JSON: NaN and infinity as null, see :mod:`.jsonio`)."""
+        write_atomic(self.path / name, jsonio.dumps(doc, indent=2) + "\n")
 
     def write_metrics(self, history: Iterable[dict[str, Any]]) -> None:
-        """Rewrite ``metrics.jsonl`` from the per-epoch records."""
-        write_atomic(self.path / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in history))
+        """Rewrite ``metrics.jsonl`` from the per-epoch records (strict JSON: NaN is null)."""
+        write_atomic(self.path / METRICS_FILE, "".join(jsonio.dumps(r) + "\n" for r in history))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The per-epoch records (empty if none yet)."""

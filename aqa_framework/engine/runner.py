@@ -33,7 +33,14 @@ from aqa_framework.engine.checkpoint import (
 )
 from aqa_framework.engine.environment import collect_environment
 from aqa_framework.engine.loaders import EpochLoader, eval_loader, resolve_num_workers
-from aqa_framework.engine.loop import EvalResult, StopRequested, evaluate, train_one_epoch
+from aqa_framework.engine.loop import (
+    EvalResult,
+    NonFiniteGuard,
+    NonFiniteLoss,
+    StopRequested,
+    evaluate,
+    train_one_epoch,
+)
 from aqa_framework.engine.optim import (
     build_optimizer,
     build_scheduler,
@@ -60,7 +67,7 @@ from aqa_framework.engine.run_lock import RunLock
 from aqa_framework.engine.seeding import get_rng_state, seed_everything, set_rng_state
 from aqa_framework.engine.selection import Selection, describe_selection, resolve_selection
 from aqa_framework.engine.signals import GracefulStop, TrainingInterrupted
-from aqa_framework.errors import AQAError, CheckpointError, SpecError
+from aqa_framework.errors import AQAError, CheckpointError, SpecError, TrainingDiverged
 from aqa_framework.resolve import ResolvedSpec
 from aqa_framework.spec import Spec, dump_spec
 from aqa_framework.spec_paths import absolute_paths, absolute_raw_paths
@@ -70,6 +77,7 @@ RESUMABLE_CHANGES = (
     "train.epochs",
     "train.device",
     "train.compile",
+    "train.max_nonfinite_steps",
     "data.num_workers",
     "data.eval_batch_size",
     "eval.report_samples",
@@ -451,6 +459,7 @@ class _Run:
             def should_stop() -> bool:
                 return D.any_true(stop.requested is not None, self.ctx)
 
+            guard = NonFiniteGuard(spec.train.max_nonfinite_steps)
             for epoch in range(start_epoch, epochs):
                 lr = current_lr(optimizer)
                 try:
@@ -468,9 +477,12 @@ class _Run:
                         progress=progress,
                         should_stop=should_stop,
                         description=f"epoch {epoch + 1}/{epochs}",
+                        guard=guard,
                     )
                 except StopRequested:
                     self._interrupted(stop.requested or "a signal", epoch + 1, history)
+                except NonFiniteLoss as exc:
+                    self._diverged(exc, epoch + 1)
                 record: dict[str, Any] = {
                     "epoch": epoch + 1,
                     "lr": lr,
@@ -478,6 +490,10 @@ class _Run:
                     "samples_per_s": round(stats.samples_per_second, 3),
                     "time_s": round(stats.seconds, 3),
                 }
+                if stats.nonfinite_steps:
+                    record["nonfinite_steps"] = stats.nonfinite_steps
+                if stats.skipped_samples:
+                    record["skipped_samples"] = stats.skipped_samples
                 last = epoch + 1 == epochs
                 is_best = False
                 if (epoch + 1) % spec.eval.every == 0 or last:
@@ -589,6 +605,22 @@ class _Run:
         self.log(msg)
         raise TrainingInterrupted(msg)
 
+    def _diverged(self, exc: NonFiniteLoss, epoch: int) -> None:
+        """Stop a run whose loss stayed non-finite, saying what was kept."""
+        saved = self.saved_epoch
+        kept = (
+            f"the checkpoint of epoch {saved} ({self.folder.checkpoints / 'last'}) is kept "
+            "and nothing later was saved"
+            if saved
+            else "no epoch was complete, so no checkpoint was saved"
+        )
+        raise TrainingDiverged(
+            f"training stopped in epoch {epoch}, step {exc.step}: {exc.what} for "
+            f"{exc.steps} consecutive steps (train.max_nonfinite_steps); those steps did not "
+            f"change the weights. {kept[0].upper()}{kept[1:]}. Lower train.optimizer.lr or set "
+            "train.grad_clip, and check the data's scores."
+        )
+
     def _summary(self, record: dict[str, Any], epochs: int) -> str:
         losses = " ".join(f"{k} {v:.4g}" for k, v in record["train"].items())
         text = f"epoch {record['epoch']}/{epochs} loss: {losses}"
@@ -675,6 +707,8 @@ class _Run:
     ) -> None:
         spec = self.spec
         split = spec.eval.split
+        # left out when the split was opened, or when loading failed (on_error: skip)
+        skipped = sorted({*getattr(data.test, "dropped_keys", []), *result.skipped})
         class_labels = {f: c.labels for f, c in data.targets.classes.items()}
         folder.write_predictions(result.columns(class_labels))
         sentence = describe_selection(
@@ -690,6 +724,7 @@ class _Run:
             {
                 "split": split,
                 "samples": len(result.keys),
+                "skipped": {"count": len(skipped), "keys": skipped},
                 "metrics": result.metrics,
                 "epoch": best["epoch"] if best else spec.train.epochs,
                 "selection": {
@@ -728,7 +763,9 @@ class _Run:
                 parameters=count(model),
                 wall_time_s=train_seconds,
                 samples=spec.eval.report_samples,
+                skipped=skipped,
             ),
         )
         table = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-        self.log(f"Final {split} metrics ({len(result.keys)} samples): {table}")
+        left_out = f", {len(skipped)} left out (on_error: skip)" if skipped else ""
+        self.log(f"Final {split} metrics ({len(result.keys)} samples{left_out}): {table}")

@@ -3,11 +3,14 @@
 Optimizer, scheduler, gradient-scaler and RNG states are trees of dicts, lists, tuples,
 numbers, strings, tensors and numpy arrays. :func:`encode` turns such a tree into a JSON-able
 tree plus a flat ``{name: tensor}`` mapping (saved with safetensors); :func:`decode` reverses
-it. Only these types are accepted, so loading a checkpoint cannot run code.
+it. NaN and infinite numbers (a plateau scheduler's initial ``best`` is ``inf``) are written as
+``{"__float__": "inf"}``, so the tree is strict JSON. Only these types are accepted, so loading
+a checkpoint cannot run code.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,8 @@ _TENSOR = "__tensor__"
 _NDARRAY = "__ndarray__"
 _TUPLE = "__tuple__"
 _ITEMS = "__items__"
-_MARKERS = {_TENSOR, _NDARRAY, _TUPLE, _ITEMS}
+_FLOAT = "__float__"
+_MARKERS = {_TENSOR, _NDARRAY, _TUPLE, _ITEMS, _FLOAT}
 
 
 def encode(obj: Any, prefix: str = "s") -> tuple[Any, dict[str, torch.Tensor]]:
@@ -45,7 +49,9 @@ def encode(obj: Any, prefix: str = "s") -> tuple[Any, dict[str, torch.Tensor]]:
             tensors[path] = torch.from_numpy(np.ascontiguousarray(arr)).clone()
             return {_NDARRAY: path, "dtype": dtype}
         if isinstance(x, np.generic):
-            return x.item()
+            return enc(x.item(), path)
+        if isinstance(x, float) and not math.isfinite(x):  # strict JSON has no NaN/inf
+            return {_FLOAT: repr(x)}
         if x is None or isinstance(x, bool | int | float | str):
             return x
         if isinstance(x, tuple):
@@ -86,6 +92,8 @@ def decode(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
             return tensors[x[_NDARRAY]].numpy().astype(np.dtype(x["dtype"]))
         if _TUPLE in x:
             return tuple(dec(v) for v in x[_TUPLE])
+        if _FLOAT in x:
+            return float(x[_FLOAT])
         if _ITEMS in x:
             items = x[_ITEMS]
             if not all(isinstance(p, list) and len(p) == 2 for p in items):

@@ -10,6 +10,7 @@ the samples with a warning (``on_error: skip``), loads the clips through a
 
 from __future__ import annotations
 
+import math
 import warnings
 from abc import abstractmethod
 from dataclasses import dataclass, field
@@ -19,19 +20,34 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ValidationError
 
+from aqa_framework.data.skipping import skipped_sample
 from aqa_framework.errors import DataError
 from aqa_framework.interfaces import VideoDataset
 from aqa_framework.targets import Targets
 from aqa_framework.video.loader import ClipLoader
 from aqa_framework.video.params import VideoParams, video_input_shape
 
-__all__ = ["ClipDataset", "DataSkipWarning", "SampleRecord"]
+__all__ = ["ClipDataset", "DataSkipWarning", "SampleRecord", "ScoreRangeWarning"]
 
 _MAX_LISTED = 5
 
 
 class DataSkipWarning(UserWarning):
     """Samples were skipped because of bad data (``on_error: skip``)."""
+
+
+class ScoreRangeWarning(UserWarning):
+    """Samples have a score outside the range their dataset declares (kept, but suspicious)."""
+
+
+def _nonfinite_scores(records: list[SampleRecord]) -> list[tuple[str, str]]:
+    """``(key, problem)`` for every record with a NaN or infinite score."""
+    return [
+        (rec.key, f"{name} is {value} (not a finite number)")
+        for rec in records
+        for name, value in rec.scores.items()
+        if not math.isfinite(value)
+    ]
 
 
 @dataclass
@@ -85,17 +101,21 @@ class ClipDataset(VideoDataset):
             raise DataError(
                 f"dataset '{self.name}': the files give invalid targets: {exc}"
             ) from exc
+        problems += _nonfinite_scores(records)
         if params.on_error == "skip":
             records = self._drop_missing_sources(records, problems)
+        self.dropped_keys: list[str] = []  # left out when the split was opened (on_error: skip)
         if problems:
             bad = {key for key, _ in problems}
             self._report(problems)
+            self.dropped_keys = [r.key for r in records if r.key in bad]
             records = [r for r in records if r.key not in bad]
         self.records: list[SampleRecord] = records
+        self._warn_out_of_range()
         self._loader = ClipLoader.from_params(
             params, frame_pattern=self.frame_pattern, first_index=self.first_frame_number
         )
-        self._bad: set[int] = set()
+        self._bad: dict[int, str] = {}  # index -> why it cannot be loaded (on_error: skip)
 
     @classmethod
     def input_shape(cls, params: BaseModel) -> tuple[int, ...] | None:
@@ -169,21 +189,30 @@ class ClipDataset(VideoDataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """Load sample ``index`` (with ``on_error: skip``, the next loadable one if it is bad)."""
+        """Load sample ``index``.
+
+        With ``on_error: skip`` a sample that cannot be loaded is left out, never replaced by
+        another: a warning names it and the result is a
+        :func:`~aqa_framework.data.skipping.skipped_sample` marker (key and reason, no data),
+        which the engine's collate drops from the batch and counts.
+        """
         if not 0 <= index < len(self.records):
             raise IndexError(f"sample index {index} out of range (split has {len(self)})")
+        rec = self.records[index]
         if self.params.on_error == "raise":
-            return self._sample(self.records[index])
-        for step in range(len(self.records)):
-            i = (index + step) % len(self.records)
-            if i in self._bad:
-                continue
-            try:
-                return self._sample(self.records[i])
-            except DataError as exc:
-                self._bad.add(i)
-                warnings.warn(f"skipping {exc}", DataSkipWarning, stacklevel=2)
-        raise DataError(f"dataset '{self.name}' ({self.split}): no sample could be loaded")
+            return self._sample(rec)
+        if index in self._bad:
+            return skipped_sample(rec.key, self._bad[index])
+        try:
+            return self._sample(rec)
+        except DataError as exc:
+            self._bad[index] = str(exc)
+            warnings.warn(
+                f"dataset '{self.name}' ({self.split} split): leaving out {exc}",
+                DataSkipWarning,
+                stacklevel=2,
+            )
+            return skipped_sample(rec.key, str(exc))
 
     def _sample(self, rec: SampleRecord) -> dict[str, Any]:
         video = self._loader.load(
@@ -230,6 +259,27 @@ class ClipDataset(VideoDataset):
             if not exists[rec.source]:
                 problems.append((rec.key, f"video not found: {rec.source}"))
         return records
+
+    def _warn_out_of_range(self) -> None:
+        """Warn about samples whose score lies outside the range the targets declare."""
+        for name, target in self._targets.scores.items():
+            outside = [
+                (rec.key, rec.scores[name])
+                for rec in self.records
+                if name in rec.scores and not target.low <= rec.scores[name] <= target.high
+            ]
+            if not outside:
+                continue
+            shown = ", ".join(f"{key} ({value:g})" for key, value in outside[:_MAX_LISTED])
+            more = f" and {len(outside) - _MAX_LISTED} more" if len(outside) > _MAX_LISTED else ""
+            warnings.warn(
+                f"dataset '{self.name}' ({self.split} split): {len(outside)} sample(s) with "
+                f"{name} outside the dataset's range {target.low:g}..{target.high:g}: "
+                f"{shown}{more} (a wrong annotation? they are kept; set the dataset's "
+                "score_range if the range is wrong)",
+                ScoreRangeWarning,
+                stacklevel=3,
+            )
 
     def _report(self, problems: list[tuple[str, str]]) -> None:
         where = f"dataset '{self.name}' ({self.split} split)"

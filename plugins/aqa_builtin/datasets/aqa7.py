@@ -20,6 +20,7 @@ The window is the first ``window`` (103) frames of each sample, as in the refere
 from __future__ import annotations
 
 import operator
+from collections import Counter
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aqa_framework.component import PATH_PARAM
 from aqa_framework.errors import DataError
-from aqa_framework.targets import ScoreTarget, Targets
+from aqa_framework.targets import ScoreTarget, Targets, plausible_range
 from aqa_framework.video.dataset import ClipDataset, SampleRecord
 from aqa_framework.video.params import VideoParams, expand_path
 
@@ -77,6 +78,13 @@ def read_split_matrix(path: str | Path, variable: str | None = None) -> np.ndarr
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise DataError(f"{path}: {variable} has shape {arr.shape}, expected (N, 3)")
     return arr
+
+
+def _samples(numbers: list[float], limit: int = 5) -> str:
+    shown = ", ".join(
+        f"{int(n):03d}" if np.isfinite(n) and n == int(n) else f"{n:g}" for n in numbers[:limit]
+    )
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
 
 
 class AQA7Files(BaseModel):
@@ -189,8 +197,11 @@ class AQA7Dataset(ClipDataset):
             raise DataError(f"aqa-7 root folder not found: {expand_path(p.root)}")
         train = self._rows(p.train_list)
         test = self._rows(p.test_list)
+        self._check_samples(train, test)
         both = np.concatenate([train, test])
-        self._range = (float(both[:, 2].min()), float(both[:, 2].max())) if len(both) else None
+        # the action's range over both splits, absurd outliers left out (they get a warning)
+        low, high = plausible_range(both[:, 2].tolist())
+        self._range = (low, high) if np.isfinite(low) else None
         rows = train if self.split == "train" else test
         records: list[SampleRecord] = []
         problems: list[tuple[str, str]] = []
@@ -210,6 +221,33 @@ class AQA7Dataset(ClipDataset):
         if not records and not problems:
             raise DataError(f"aqa-7: no {self.split} samples of action {p.action_name!r}")
         return records, problems
+
+    def _check_samples(self, train: np.ndarray, test: np.ndarray) -> None:
+        """Refuse a sample listed twice in a split, or in both splits.
+
+        Raises:
+            DataError: Naming the samples (the release's lists are disjoint, without repeats).
+        """
+        p = self.params
+        sets = {}
+        for rows, file in ((train, p.train_list), (test, p.test_list)):
+            counts = Counter(rows[:, 1].tolist())
+            repeated = sorted(s for s, n in counts.items() if n > 1)
+            if repeated:
+                raise DataError(
+                    f"{file}: {len(repeated)} {p.action_name} sample(s) listed more than once: "
+                    f"{_samples(repeated)} (each sample may appear once in a split)"
+                )
+            sets[file] = set(counts)
+        if p.train_list == p.test_list:
+            return
+        shared = sorted(sets[p.train_list] & sets[p.test_list])
+        if shared:
+            raise DataError(
+                f"{p.train_list} and {p.test_list} share {len(shared)} {p.action_name} "
+                f"sample(s): {_samples(shared)} (a sample in both the train and the test split "
+                "is tested on what the model was trained on)"
+            )
 
     def build_targets(self) -> Targets:
         """The final score only."""

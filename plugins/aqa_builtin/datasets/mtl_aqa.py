@@ -44,8 +44,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import operator
 import pickle
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -53,9 +55,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aqa_framework.component import PATH_PARAM
 from aqa_framework.errors import DataError
-from aqa_framework.targets import CaptionTarget, ClassField, ScoreTarget, Targets
+from aqa_framework.targets import (
+    CaptionTarget,
+    ClassField,
+    ScoreTarget,
+    Targets,
+    plausible_range,
+)
 from aqa_framework.video.dataset import ClipDataset, SampleRecord
 from aqa_framework.video.params import VideoParams, expand_path
+from aqa_framework.yamlio import short_repr
 
 __all__ = [
     "ARMSTAND_LABELS",
@@ -129,6 +138,19 @@ def load_release_pickle(path: str | Path) -> Any:
 def sample_key(event: int, dive: int) -> str:
     """The key string of a sample: ``(1, 12)`` -> ``"01_12"``."""
     return f"{event:02d}_{dive:02d}"
+
+
+def _final_score(ann: Any) -> float:
+    """An annotation's ``final_score`` as a float; NaN if it has none that is a number."""
+    try:
+        return float(ann["final_score"])
+    except (TypeError, ValueError, KeyError):
+        return math.nan
+
+
+def _key_list(keys: list[tuple[int, int]], limit: int = 5) -> str:
+    shown = ", ".join(sample_key(*k) for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def _as_key(raw: Any) -> tuple[int, int] | None:
@@ -257,6 +279,7 @@ class MTLAQADataset(ClipDataset):
         split_keys = load_release_pickle(split_path)
         if not isinstance(split_keys, list | tuple):
             raise DataError(f"{split_path}: expected a list of (event, dive) keys")
+        self._check_split(split_keys, split_path)
         captions: dict[tuple[int, int], list[str]] | None = None
         word_to_ix: dict[str, int] = {}
         if p.captions is not None:
@@ -264,13 +287,9 @@ class MTLAQADataset(ClipDataset):
             captions = self._keyed(load_release_pickle(cap_path), cap_path)
             self._words, word_to_ix = self._read_vocab(self._file(p.vocab))
 
-        self._score_high = max(
-            (float(a.get("final_score", 0.0)) for a in annotations.values() if isinstance(a, dict)),
-            default=1.0,
-        )
-        self._score_low = min(
-            (float(a.get("final_score", 0.0)) for a in annotations.values() if isinstance(a, dict)),
-            default=0.0,
+        # the range of every annotated score, absurd outliers left out (they get a warning)
+        self._score_low, self._score_high = plausible_range(
+            _final_score(a) for a in annotations.values()
         )
         records: list[SampleRecord] = []
         problems: list[tuple[str, str]] = []
@@ -312,6 +331,34 @@ class MTLAQADataset(ClipDataset):
                 rec.caption_text = " ".join(_words(tokens))
             records.append(rec)
         return records, problems
+
+    def _check_split(self, split_keys: list | tuple, split_path: Path) -> None:
+        """Refuse a split that lists a key twice, or shares keys with the other split.
+
+        Raises:
+            DataError: Naming the keys (the release's splits are disjoint, without repeats).
+        """
+        keys = [k for k in map(_as_key, split_keys) if k is not None]
+        repeated = sorted(k for k, n in Counter(keys).items() if n > 1)
+        if repeated:
+            raise DataError(
+                f"{split_path}: {len(repeated)} key(s) listed more than once: "
+                f"{_key_list(repeated)} (each sample may appear once in a split)"
+            )
+        p = self.params
+        other_path = self._file(p.test_split if self.split == "train" else p.train_split)
+        if other_path == split_path or not other_path.is_file():
+            return
+        other = load_release_pickle(other_path)
+        if not isinstance(other, list | tuple):
+            return  # reported when that split is opened
+        shared = sorted(set(keys) & {k for k in map(_as_key, other) if k is not None})
+        if shared:
+            raise DataError(
+                f"{split_path.name} and {other_path.name} in {self.root} share "
+                f"{len(shared)} key(s): {_key_list(shared)} (a sample in both the train and "
+                "the test split is tested on what the model was trained on)"
+            )
 
     def _keyed(self, data: Any, path: Path) -> dict[tuple[int, int], Any]:
         if not isinstance(data, dict):
@@ -358,6 +405,22 @@ class MTLAQADataset(ClipDataset):
         n = len(ix_to_word)
         if sorted(ix_to_word) != list(range(n)):
             raise DataError(f"{path}: ix_to_word indices are not 0..{n - 1}")
+        disagree = [
+            f"ix_to_word[{i}] is {short_repr(w, 30)} but word_to_ix[{short_repr(w, 30)}] is "
+            f"{word_to_ix.get(w, 'missing')}"
+            for i, w in ix_to_word.items()
+            if word_to_ix.get(w) != i
+        ] + [
+            f"word_to_ix[{short_repr(w, 30)}] is {i} but ix_to_word[{i}] is "
+            f"{short_repr(ix_to_word.get(i, 'missing'), 30)}"
+            for w, i in word_to_ix.items()
+            if ix_to_word.get(i) != w
+        ]
+        if disagree:
+            more = f" (and {len(disagree) - 3} more)" if len(disagree) > 3 else ""
+            raise DataError(
+                f"{path}: ix_to_word and word_to_ix disagree: {'; '.join(disagree[:3])}{more}"
+            )
         for special in ("<sos>", "<eos>"):
             if special not in word_to_ix:
                 raise DataError(f"{path}: the vocabulary lacks {special}")
@@ -382,7 +445,7 @@ class MTLAQADataset(ClipDataset):
             low, high = p.score_range
         else:
             low, high = min(0.0, self._score_low), self._score_high
-            if high <= low:
+            if not high > low:  # also when no score is a number (nan)
                 high = low + 1.0
         captions = None
         if p.captions is not None:

@@ -456,9 +456,9 @@ def run_sweep(
                 notify("skip", done)
                 out.append(done)
                 continue
+        # A partial run without a checkpoint is started afresh in its folder: the runner
+        # clears what that run wrote (under the folder's lock) and keeps any other file.
         resume = run_dir if status.state == "partial" and _resumable(run_dir) else None
-        if status.state == "partial" and resume is None:
-            _clear_unstarted(run_dir)
         notify("resume" if resume else "start", status)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         made = Path(train(resolved[run.id], run_dir=run_dir, resume=resume))
@@ -488,14 +488,6 @@ def _resumable(run_dir: Path) -> bool:
     except CheckpointError:
         return False
     return True
-
-
-def _clear_unstarted(run_dir: Path) -> None:
-    """Remove a run folder left before its first checkpoint, so the run can start afresh."""
-    import shutil
-
-    if run_dir.is_dir():
-        shutil.rmtree(run_dir)
 
 
 def read_run_metrics(run_dir: Path) -> dict[str, float]:

@@ -284,6 +284,15 @@ class VideoDataset(Component, Dataset, ABC):
         where the dataset skips bad samples. The default checks nothing.
         """
 
+    def frame_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` of the dataset's video frames as stored (before any resize).
+
+        Runs record it in their checkpoints, so that ``aqa predict`` can give a video of
+        another size the field of view of training (see :meth:`load_video`). The default,
+        ``None``, means unknown; clip datasets read it from their first video.
+        """
+        return None
+
     def load_video(self, path: str | Path) -> Tensor:
         """Turn an arbitrary video file into the model input this dataset would produce.
 

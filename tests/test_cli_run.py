@@ -140,6 +140,52 @@ def test_predict_gives_points_class_words_and_commentary(reference, tiny, capsys
     assert preds["caption"]["caption"].split()[0] in out
 
 
+def _upscaled(src: Path, dst: Path, factor: int) -> Path:
+    """The same video with every frame ``factor`` times larger (pixels repeated, lossless)."""
+    import av
+    import numpy as np
+
+    lossless = "libx264" in av.codecs_available
+    with av.open(str(src)) as inp, av.open(str(dst), mode="w") as out:
+        stream = None
+        for frame in inp.decode(video=0):
+            img = np.kron(frame.to_ndarray(format="rgb24"), np.ones((factor, factor, 1), "uint8"))
+            if stream is None:
+                stream = out.add_stream("libx264" if lossless else "mpeg4", rate=25)
+                stream.height, stream.width = img.shape[:2]
+                stream.pix_fmt = "yuv444p" if lossless else "yuv420p"
+                stream.options = {"crf": "0"} if lossless else {"qscale": "1"}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return dst
+
+
+def test_predict_gives_a_larger_video_the_field_of_view_of_training(reference, tiny, tmp_path,
+                                                                    capsys):
+    import warnings
+
+    from aqa_framework.engine.inference import load_trained_model, load_video
+    from aqa_framework.video.loader import FieldOfViewWarning
+
+    trained = load_trained_model(reference)
+    assert trained.checkpoint.meta["frame_size"] == [32, 32]  # the training videos' size
+    video = tiny[2] / "dives" / "whole_videos" / "01.mp4"
+    big = _upscaled(video, tmp_path / "big.mp4", 2)  # 64x64: a 32 crop would see a quarter
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FieldOfViewWarning)
+        expected, got = load_video(trained, video), load_video(trained, big)
+        code, _, err = run_cli(["predict", big, "-c", reference, "--json"], capsys)
+        assert code == 0, err
+    # the frames fed to the model are those of the training-size video, up to decoding noise
+    assert (got - expected).abs().mean() < 0.15
+    del trained.checkpoint.meta["frame_size"]  # a checkpoint without it: cropped as it is
+    with pytest.warns(FieldOfViewWarning, match="not recorded"):
+        as_is = load_video(trained, big)
+    assert (as_is - expected).abs().mean() > 2 * (got - expected).abs().mean()
+
+
 def test_bad_input_gives_one_clear_message(reference, tiny, tmp_path, capsys):
     spec, sets, _ = tiny
     (tmp_path / "notes.txt").write_text("x")

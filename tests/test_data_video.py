@@ -276,6 +276,60 @@ def test_load_any_resamples_short_videos(index_video):
     assert decode_clips(long)[0, 0] == 240 - 103
 
 
+def _write_scene_video(path, width: int, height: int, n: int = 12) -> None:
+    """The same smooth scene (stripes across the whole frame) at any frame size."""
+    import av
+
+    x = np.linspace(0, 1, width, endpoint=False)[None, :]
+    y = np.linspace(0, 1, height, endpoint=False)[:, None]
+    img = np.stack(
+        [
+            127.5 + 100 * np.sin(2 * np.pi * 3 * x) + 0 * y,
+            127.5 + 100 * np.cos(2 * np.pi * 2 * y) + 0 * x,
+            np.full((height, width), 90.0),
+        ],
+        axis=-1,
+    ).astype(np.uint8)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"qscale": "2"}
+        for _ in range(n):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_load_any_gives_a_video_of_another_size_the_training_field_of_view(tmp_path):
+    import warnings
+
+    from aqa_framework.video.loader import FieldOfViewWarning
+
+    small, big, wide = tmp_path / "small.mp4", tmp_path / "big.mp4", tmp_path / "wide.mp4"
+    _write_scene_video(small, 64, 48)  # the training videos' size
+    _write_scene_video(big, 128, 96)  # the same scene, twice as large
+    _write_scene_video(wide, 128, 48)
+    params = {**RAW, "crop": 32, "window": 8, "num_clips": 1, "clip_length": 4}
+    loader = ClipLoader.from_params(VideoParams(**params))  # crop without resize
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FieldOfViewWarning)
+        expected = loader.load_any(small, frame_size=(64, 48))
+        got = loader.load_any(big, frame_size=(64, 48))
+    assert got.shape == expected.shape == (1, 3, 4, 32, 32)
+    # resized to 64x48 first, then cropped: the same view (up to compression, ~0.02)
+    assert (got - expected).abs().mean() < 0.05
+    with pytest.warns(FieldOfViewWarning, match="not recorded"):
+        as_is = loader.load_any(big)  # training size unknown: cropped as it is, and said so
+    assert (as_is - expected).abs().mean() > 0.1  # a crop of the big frames: another view
+    with pytest.warns(FieldOfViewWarning, match="stretches"):
+        loader.load_any(wide, frame_size=(64, 48))
+    assert loader.frame_size(big) == (128, 96) and loader.frame_size(tmp_path / "no.mp4") is None
+    resized = ClipLoader.from_params(VideoParams(**{**params, "resize": (40, 30), "crop": 24}))
+    with pytest.warns(FieldOfViewWarning, match="stretches"):
+        resized.load_any(wide, frame_size=(64, 48))
+
+
 def test_readers_scale_while_decoding_close_to_a_full_decode_and_resize(index_video, tmp_path):
     idx = [10, 11, 150]
     full = FrameTransform(resize=(40, 20), crop=None, mean=None)

@@ -169,7 +169,10 @@ def load_video(trained: TrainedModel, path: str | Path) -> torch.Tensor:
 
     Clip datasets that keep the default ``load_video`` read it with their loader settings
     alone (no dataset files needed); other datasets open their evaluation split and use
-    their own ``load_video``.
+    their own ``load_video``. A video whose frames differ in size from the training videos
+    (recorded in the checkpoint) is first resized to their size when the dataset crops
+    without resizing, so that the crop covers the field of view the model was trained on;
+    see :meth:`~aqa_framework.video.loader.ClipLoader.load_any`.
 
     Raises:
         DataError: If the video does not exist or cannot be read.
@@ -192,7 +195,7 @@ def load_video(trained: TrainedModel, path: str | Path) -> torch.Tensor:
         loader = ClipLoader.from_params(
             comp.params, frame_pattern=cls.frame_pattern, first_index=cls.first_frame_number
         )
-        return loader.load_any(path)
+        return loader.load_any(path, frame_size=trained.checkpoint.meta.get("frame_size"))
     from aqa_framework.builder import open_dataset
 
     dataset = open_dataset(trained.resolved, trained.resolved.spec.eval.split, train=False)

@@ -140,6 +140,15 @@ class _Data:
     input_shape: tuple[int, ...] | None = None
 
 
+def _frame_size(dataset: Any) -> list[int] | None:
+    """The dataset's video frame size ``[width, height]`` for ``aqa predict``, if it knows it."""
+    try:
+        size = dataset.frame_size()
+    except (AttributeError, AQAError, OSError):
+        return None
+    return [int(size[0]), int(size[1])] if size else None
+
+
 def _spec_dict(spec: Spec) -> dict[str, Any]:
     return spec.model_dump(mode="json")
 
@@ -446,6 +455,7 @@ class _Run:
             "task_kinds": {t: h.cls.target_kind for t, h in self.resolved.heads.items()},
             "dataset": self.resolved.dataset.name,
             "input_shape": list(data.input_shape) if data.input_shape else None,
+            "frame_size": _frame_size(data.test),
             "world_size": self.ctx.world_size,
         }
         started = time.perf_counter()

@@ -240,7 +240,17 @@ class ClipDataset(VideoDataset):
         Returns:
             ``float32 (N, C, T, H, W)``.
         """
-        return self._loader.load_any(path)
+        return self._loader.load_any(path, frame_size=self.frame_size())
+
+    def frame_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` of this split's video frames, read from its first video.
+
+        ``None`` if the split is empty or its first video cannot be read.
+        """
+        if not hasattr(self, "_frame_size"):
+            first = self.records[0].source if self.records else None
+            self._frame_size = self._loader.frame_size(first) if first is not None else None
+        return self._frame_size
 
     def sample_source(self, key: str) -> Path:
         """The video file or frame folder of a sample."""

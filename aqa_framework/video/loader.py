@@ -10,7 +10,9 @@ normalisation (:class:`~aqa_framework.video.transforms.FrameTransform`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,9 +26,13 @@ from aqa_framework.video.readers import FrameReader, ReaderPool, open_reader
 from aqa_framework.video.sampling import TemporalSampling
 from aqa_framework.video.transforms import FrameTransform
 
-__all__ = ["CACHE_FORMAT_VERSION", "ClipLoader"]
+__all__ = ["CACHE_FORMAT_VERSION", "ClipLoader", "FieldOfViewWarning"]
 
 CACHE_FORMAT_VERSION = 2
+
+
+class FieldOfViewWarning(UserWarning):
+    """A video for inference may not show the model the field of view it was trained on."""
 
 
 class ClipLoader:
@@ -263,14 +269,24 @@ class ClipLoader:
         n, t = self._offsets.shape
         return self.transform.finish(prepared, flip=flip, clips=(n, t))
 
-    def load_any(self, source: str | Path) -> torch.Tensor:
+    def load_any(self, source: str | Path, frame_size: Sequence[int] | None = None) -> torch.Tensor:
         """Clips of an arbitrary video for inference (e.g. ``aqa predict``).
 
         The window is the video's last ``window`` frames or, if it is shorter, ``window``
         frames resampled evenly over it (frames repeat).
 
+        The spatial transform is the one of evaluation, applied so that the model sees the
+        field of view it was trained on. With ``resize`` set, every video is resized to it
+        before the crop, as in training. Without it, training cropped frames of the training
+        videos' own size, ``frame_size``: a video of another size is first resized to
+        ``frame_size`` (a crop of its own frames would cover another part of the scene).
+        :class:`FieldOfViewWarning` says when the frames are stretched (another aspect ratio
+        than ``frame_size``) or when ``frame_size`` is unknown and the frames are cropped as
+        they are.
+
         Args:
             source: Video file or frame folder.
+            frame_size: ``(width, height)`` of the training videos' frames, if known.
 
         Returns:
             ``float32 (N, C, T, H, W)`` with evaluation transforms (no jitter, no flip).
@@ -291,7 +307,64 @@ class ClipLoader:
             else:
                 base = np.round(np.linspace(0, n - 1, window)).astype(np.int64)
             indices = base[self._offsets.reshape(-1)]
-            prepared = reader.read_prepared(indices, self.transform.prepare)
+            transform = self._inference_transform(reader, source, frame_size)
+            prepared = reader.read_prepared(indices, transform.prepare)
             return self._finish(prepared, flip=False)
         finally:
             reader.close()
+
+    def _inference_transform(
+        self, reader: FrameReader, source: Path, frame_size: Sequence[int] | None
+    ) -> FrameTransform:
+        """The transform that gives a video of any size the training field of view."""
+        resize, crop = self.transform.resize, self.transform.crop
+        if resize is not None and frame_size is None:
+            return self.transform  # resized like every training video; nothing to compare
+        height, width = reader.read([0]).shape[1:3]
+        if frame_size is None:
+            if crop is not None:
+                warnings.warn(
+                    f"{source.name} ({width}x{height}) is center-cropped to {crop[1]}x{crop[0]} "
+                    "without resizing, as in training, but the size of the training videos is "
+                    "not recorded in the checkpoint: if it differs, the crop covers another "
+                    "field of view than the model was trained on",
+                    FieldOfViewWarning,
+                    stacklevel=3,
+                )
+            return self.transform
+        train_w, train_h = int(frame_size[0]), int(frame_size[1])
+        if resize is None and (width, height) == (train_w, train_h):
+            return self.transform
+        if abs((width / height) / (train_w / train_h) - 1.0) > 0.01:
+            target = resize or (train_w, train_h)
+            warnings.warn(
+                f"{source.name} is {width}x{height} but the model was trained on "
+                f"{train_w}x{train_h} videos: its frames are resized to {target[0]}x{target[1]} "
+                "before the crop, which stretches them (another aspect ratio)",
+                FieldOfViewWarning,
+                stacklevel=3,
+            )
+        if resize is not None:
+            return self.transform
+        return dataclasses.replace(self.transform, resize=(train_w, train_h))
+
+    def frame_size(self, source: str | Path) -> tuple[int, int] | None:
+        """``(width, height)`` of a video's frames (its first frame), or ``None`` if unreadable.
+
+        Args:
+            source: Video file or frame folder.
+        """
+        try:
+            reader = open_reader(
+                Path(source),
+                frame_pattern=self.frame_pattern,
+                first_index=self.first_index,
+                num_threads=self.decode_threads,
+            )
+            try:
+                height, width = reader.read([0]).shape[1:3]
+            finally:
+                reader.close()
+        except DataError:
+            return None
+        return int(width), int(height)

@@ -122,6 +122,10 @@ class SyntheticDivingDataset(MTLAQADataset):
             return expand_path(p.root)
         return default_root(p.dives, p.seed, p.size, p.dives_per_event).absolute()
 
+    def frame_size(self) -> tuple[int, int] | None:
+        """The generated frame size, ``size`` (no video needs to be opened)."""
+        return (int(self.params.size[0]), int(self.params.size[1]))
+
     def build_records(self) -> tuple[list[SampleRecord], list[tuple[str, str]]]:
         """Generate the data if it is missing, then read it like ``mtl-aqa``."""
         self._ensure_generated()

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from aqa_framework import jsonio
 from aqa_framework.errors import AQAError, DataError
+from aqa_framework.files import atomic_file, write_json_atomic
 
 OUTPUT_LAYER = "output"
 """Pseudo-layer name: the backbone's output itself, flattened (no pooling)."""
@@ -346,16 +346,10 @@ class FeatureCache:
             "split": key.split,
             **(dict(info) if info else {}),
         }
-        _atomic(folder / "meta.json", lambda f: f.write(jsonio.dumps(meta).encode()))
+        write_json_atomic(folder / "meta.json", meta, indent=None, newline=False)
         for layer, arr in features.layers.items():
-            _atomic(key.layer_file(self.root, layer), lambda f, a=arr: np.save(f, a))
-
-
-def _atomic(path: Path, write: Callable[[Any], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+            with atomic_file(key.layer_file(self.root, layer), "wb") as f:
+                np.save(f, arr)
 
 
 def cached_features(

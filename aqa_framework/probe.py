@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from aqa_framework.errors import AQAError, DataError
+from aqa_framework.files import markdown_table, write_text_atomic
+from aqa_framework.metrics import pearson, spearman
 
 REGRESSORS = ("ridge", "svr")
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 6, 17))
@@ -79,24 +81,6 @@ class RegressorConfig:
         if self.kind == "ridge":
             return "ridge"
         return f"svr-{self.svr_kernel}(C={self.svr_c:g})"
-
-
-def spearman(pred: Sequence[float], true: Sequence[float]) -> float:
-    """Spearman's rank correlation; NaN if either side is constant or too short."""
-    from scipy.stats import spearmanr
-
-    p, t = np.asarray(pred, dtype=float), np.asarray(true, dtype=float)
-    if len(p) < 2 or np.ptp(p) == 0 or np.ptp(t) == 0:
-        return math.nan
-    return float(spearmanr(p, t).statistic)
-
-
-def pearson(pred: Sequence[float], true: Sequence[float]) -> float:
-    """Pearson's correlation; NaN if either side is constant or too short."""
-    p, t = np.asarray(pred, dtype=float), np.asarray(true, dtype=float)
-    if len(p) < 2 or np.ptp(p) == 0 or np.ptp(t) == 0:
-        return math.nan
-    return float(np.corrcoef(p, t)[0, 1])
 
 
 @dataclass
@@ -198,11 +182,9 @@ class ProbeResult:
         """The table as markdown, with what was probed listed above it."""
         lines = [f"# {self.title}", ""]
         lines += [f"- {k}: {v}" for k, v in self.info.items()]
-        lines += ["", "| " + " | ".join(self._COLUMNS) + " |"]
-        text = {"layer", "regressor"}
-        lines.append("|" + "".join("---|" if c in text else "--:|" for c in self._COLUMNS))
-        for r in self.rows:
-            lines.append("| " + " | ".join(_fmt(getattr(r, c), 4) for c in self._COLUMNS) + " |")
+        align = ["left" if c in {"layer", "regressor"} else "right" for c in self._COLUMNS]
+        rows = [[_fmt(getattr(r, c), 4) for c in self._COLUMNS] for r in self.rows]
+        lines += ["", markdown_table(self._COLUMNS, rows, align=align)]
         return "\n".join(lines) + "\n"
 
     def rich_table(self):
@@ -221,8 +203,8 @@ class ProbeResult:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / f"{stem}.csv", folder / f"{stem}.md"]
-        paths[0].write_text(self.to_csv(), encoding="utf-8")
-        paths[1].write_text(self.to_markdown(), encoding="utf-8")
+        write_text_atomic(paths[0], self.to_csv())
+        write_text_atomic(paths[1], self.to_markdown())
         return paths
 
 

@@ -294,30 +294,117 @@ def delete_path(raw: dict[str, Any], path: str) -> dict[str, Any]:
     return raw
 
 
+HEADS_PATH = ("model", "heads")
+"""Where the task heads are: an override that sets a head to ``null`` drops the head."""
+
+
+def parse_override(item: str) -> tuple[str, Any, bool]:
+    """Parse one ``--set`` string: ``a.b.c=value`` or ``~a.b.c``.
+
+    This is the one override dialect of the framework: ``--set``, a sweep's ``set`` and a
+    sweep's override sets all mean the same by it (see :func:`apply_override`).
+
+    Args:
+        item: The override text.
+
+    Returns:
+        ``(path, value, remove)``: the dotted path, the value parsed as YAML
+        (:func:`parse_value`; ``None`` for ``~path``) and whether the key is removed.
+
+    Raises:
+        SpecError: If the text is neither ``path=value`` nor ``~path``.
+    """
+    stripped = item.strip()
+    if stripped.startswith("~") and "=" not in stripped:
+        return (
+            _override_path(stripped[1:], f"override {item!r}: ~ must be followed by a.b.c"),
+            None,
+            True,
+        )
+    path, sep, value = item.partition("=")
+    if not sep or not path.strip():
+        raise SpecError(
+            [("", f"override {item!r} is not of the form a.b.c=value (or ~a.b.c to remove)")]
+        )
+    return path.strip(), parse_value(value), False
+
+
+def override_entry(key: str, value: Any) -> tuple[str, Any, bool]:
+    """An override written as a mapping entry (a sweep's override set): ``{a.b.c: value}``.
+
+    ``{~a.b.c: null}`` removes the key, like the ``--set`` string ``~a.b.c``; any other key
+    sets its path to ``value`` exactly as ``--set a.b.c=value`` would.
+
+    Args:
+        key: The dotted path, with a leading ``~`` to remove the key.
+        value: The value (already YAML); must be ``null`` with ``~``.
+
+    Returns:
+        ``(path, value, remove)`` as :func:`parse_override`.
+
+    Raises:
+        SpecError: If the path is empty or ``~path`` has a value other than ``null``.
+    """
+    text = str(key).strip()
+    if text.startswith("~"):
+        if value is not None:
+            raise SpecError([(text, "~path removes the key: its value must be null")])
+        return (
+            _override_path(text[1:], f"override {text!r}: ~ must be followed by a.b.c"),
+            None,
+            True,
+        )
+    return (
+        _override_path(text, f"override {text!r}: the path must be of the form a.b.c"),
+        value,
+        False,
+    )
+
+
+def _override_path(path: str, problem: str) -> str:
+    path = path.strip()
+    if not path or any(not k for k in path.split(".")):
+        raise SpecError([("", problem)])
+    return path
+
+
+def apply_override(raw: dict[str, Any], path: str, value: Any, remove: bool = False) -> None:
+    """Apply one parsed override to a raw spec mapping (in place).
+
+    ``null`` means what it means in a spec file: the value becomes ``None`` (e.g.
+    ``train.max_nonfinite_steps: null``). Setting a head (``model.heads.<task>``) to ``null``
+    drops the head, and ``remove`` removes any key so that its default applies; both refuse a
+    key that does not exist (a typo would otherwise go unnoticed).
+
+    Args:
+        raw: The raw spec mapping.
+        path: Dotted path.
+        value: The value to store (already parsed).
+        remove: Remove the key instead of setting it.
+
+    Raises:
+        SpecError: If the path does not apply.
+    """
+    keys = path.strip().split(".")
+    if remove or (value is None and len(keys) == 3 and tuple(keys[:2]) == HEADS_PATH):
+        delete_path(raw, path)
+    else:
+        set_path(raw, path, value)
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides to a raw spec mapping (in place).
 
     ``~a.b.c`` (no value) removes the key instead, e.g. ``~model.heads.caption`` drops the
-    caption head; ``a.b.c=null`` stores ``None``.
+    caption head; ``a.b.c=null`` stores ``None``, except that a head set to ``null``
+    (``model.heads.caption=null``) is dropped (:func:`apply_override`).
 
     Raises:
         SpecError: If an override is not of the form ``path=value`` or ``~path``, or a
             ``~path`` names a key that does not exist.
     """
     for item in overrides:
-        stripped = item.strip()
-        if stripped.startswith("~") and "=" not in stripped:
-            target = stripped[1:].strip()
-            if not target or any(not k for k in target.split(".")):
-                raise SpecError([("", f"override {item!r}: ~ must be followed by a.b.c")])
-            delete_path(raw, target)
-            continue
-        path, sep, value = item.partition("=")
-        if not sep or not path.strip():
-            raise SpecError(
-                [("", f"override {item!r} is not of the form a.b.c=value (or ~a.b.c to remove)")]
-            )
-        set_path(raw, path, parse_value(value))
+        apply_override(raw, *parse_override(item))
     return raw
 
 

@@ -14,10 +14,12 @@ A sweep file names a base spec and a set of *axes*. Each axis is either a mappin
     metrics: [score.spearman]
     set: [train.epochs=20]              # applied to every run
 
-An override set maps dotted spec paths to values; ``null`` *removes* the key (so
-``model.heads.caption: null`` drops the caption head). It may also be a list of ``--set``
-strings (``a.b=1``, ``~a.b`` to remove). The sweep's ``set`` and the command line's ``--set``
-change the base spec; the runs are the Cartesian product of the axes, in the order written.
+An override set maps dotted spec paths to values, or is a list of ``--set`` strings
+(``a.b=1``, ``~a.b`` to remove); both forms mean exactly what ``--set`` means. ``null`` sets
+a value to ``null`` as in a spec file, except that a head set to ``null`` is dropped (so
+``model.heads.caption: null`` drops the caption head); ``~a.b: null`` removes any key. The
+sweep's ``set`` and the command line's ``--set`` change the base spec; the runs are the
+Cartesian product of the axes, in the order written.
 Results are averaged over the *replicate* axis (``seed`` by default): every other axis
 combination is one row of the table, with the mean and the sample standard deviation of each
 metric.
@@ -36,7 +38,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,12 +49,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aqa_framework import jsonio
 from aqa_framework.errors import AQAError, SpecError
+from aqa_framework.files import markdown_table, write_json_atomic, write_text_atomic
 from aqa_framework.spec import (
-    apply_overrides,
-    delete_path,
+    apply_override,
     errors_from_validation,
     load_raw,
-    set_path,
+    override_entry,
+    parse_override,
 )
 
 _METRIC_RE = re.compile(r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-.]+$")
@@ -212,7 +214,8 @@ def apply_override_set(raw: dict[str, Any], overrides: OverrideSet, where: str) 
 
     Args:
         raw: The raw spec mapping.
-        overrides: ``{dotted.path: value}`` (``None`` removes the key) or ``--set`` strings.
+        overrides: ``{dotted.path: value}`` (``{~dotted.path: null}`` removes the key) or
+            ``--set`` strings; both mean what ``--set`` means (:func:`.spec.apply_override`).
         where: Path of the override set in the sweep file, for messages.
 
     Raises:
@@ -220,13 +223,11 @@ def apply_override_set(raw: dict[str, Any], overrides: OverrideSet, where: str) 
     """
     try:
         if isinstance(overrides, list):
-            apply_overrides(raw, overrides)
-            return
-        for path, value in overrides.items():
-            if value is None:
-                delete_path(raw, path)
-            else:
-                set_path(raw, path, copy.deepcopy(value))
+            parsed = [parse_override(item) for item in overrides]
+        else:
+            parsed = [override_entry(k, copy.deepcopy(v)) for k, v in overrides.items()]
+        for path, value, remove in parsed:
+            apply_override(raw, path, value, remove)
     except SpecError as exc:
         problems = [(f"{where}: {p}" if p else where, m) for p, m in exc.problems]
         raise SpecError(problems) from None
@@ -236,7 +237,7 @@ def _axis_points(name: str, values: Mapping[str, OverrideSet] | Sequence[Scalar]
     """(label, override set) pairs of one axis."""
     if isinstance(values, Mapping):
         return [(str(label), ov) for label, ov in values.items()]
-    return [(_label(v), {name: v} if v is not None else [f"{name}=null"]) for v in values]
+    return [(_label(v), {name: v}) for v in values]
 
 
 def expand(sweep: Sweep, overrides: Iterable[str] = ()) -> list[SweepRun]:
@@ -357,14 +358,14 @@ class SweepFolder:
     def write_plan(self, sweep: Sweep, runs: Sequence[SweepRun]) -> None:
         """Write ``sweep.yaml`` and ``plan.json`` (keeping entries of runs no longer planned)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.root / "sweep.yaml", sweep.text)
+        write_text_atomic(self.root / "sweep.yaml", sweep.text)
         plan_path = self.root / "plan.json"
         old = json.loads(plan_path.read_text("utf-8")) if plan_path.is_file() else {}
         entries = dict(old.get("runs", {}))
         for run in runs:
             entries[run.id] = {"labels": run.labels, "spec_hash": run.spec_hash, "spec": run.raw}
         plan = {"name": sweep.name, "base": str(sweep.base_path), "runs": entries}
-        _atomic_write(plan_path, jsonio.dumps(plan, indent=2, default=str) + "\n")
+        write_json_atomic(plan_path, plan, default=str)
 
     def write_result(self, run: SweepRun, metrics: Mapping[str, float], run_dir: Path) -> None:
         """Record a finished run's final metrics."""
@@ -377,13 +378,7 @@ class SweepFolder:
         }
         path = self.result_path(run)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, jsonio.dumps(data, indent=2) + "\n")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        write_json_atomic(path, data)
 
 
 def resolve_run(run: SweepRun, source: str | None = None):
@@ -577,13 +572,16 @@ class SweepTable:
         """The table as GitHub markdown."""
         head = [*self.axes, "n", *self.metrics]
         lines = [f"# {self.title}", ""] if self.title else []
-        lines.append("| " + " | ".join(head) + " |")
-        aligns = ["---"] * len(self.axes) + ["--:"] * (1 + len(self.metrics))
-        lines.append("|" + "|".join(aligns) + "|")
-        for row in self.rows:
-            cells = [row.labels[a] for a in self.axes]
-            cells += [f"{row.n}/{row.expected}", *(self.cell(row, m) for m in self.metrics)]
-            lines.append("| " + " | ".join(cells) + " |")
+        align = ["left"] * len(self.axes) + ["right"] * (1 + len(self.metrics))
+        rows = [
+            [
+                *(row.labels[a] for a in self.axes),
+                f"{row.n}/{row.expected}",
+                *(self.cell(row, m) for m in self.metrics),
+            ]
+            for row in self.rows
+        ]
+        lines.append(markdown_table(head, rows, align=align))
         return "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:
@@ -638,7 +636,7 @@ class SweepTable:
             "runs.csv": self.runs_csv(),
         }
         for name, text in files.items():
-            _atomic_write(folder / name, text)
+            write_text_atomic(folder / name, text)
         return [folder / n for n in files]
 
 

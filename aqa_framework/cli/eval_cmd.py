@@ -44,10 +44,11 @@ def evaluate(
     split = split or trained.resolved.spec.eval.split
     result = evaluate_split(trained, split, batch_size)
     if predictions is not None:
-        from aqa_framework.engine.run_folder import predictions_csv, write_atomic
+        from aqa_framework.engine.run_folder import predictions_csv
+        from aqa_framework.files import write_text_atomic
 
         labels = {f: c.labels for f, c in trained.targets.classes.items()}
-        write_atomic(predictions, predictions_csv(result.columns(labels)))
+        write_text_atomic(predictions, predictions_csv(result.columns(labels)))
     doc = {
         "checkpoint": str(trained.checkpoint.path),
         "epoch": trained.checkpoint.epoch,

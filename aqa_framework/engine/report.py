@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from aqa_framework.engine.loop import EvalResult
-from aqa_framework.engine.run_folder import REPORT_DIR, REPORT_FILE, write_atomic
+from aqa_framework.engine.run_folder import REPORT_DIR, REPORT_FILE
+from aqa_framework.files import atomic_file, markdown_table, write_text_atomic
+from aqa_framework.metrics import spearman
 
 
 @dataclass
@@ -65,14 +67,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md_escape(_fmt(c)) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(header, [[_fmt(c) for c in row] for row in rows])
 
 
 def score_columns(result: EvalResult, task_kinds: dict[str, str]) -> list[tuple[str, str]]:
@@ -108,7 +104,6 @@ def scatter_plot(result: EvalResult, task_kinds: dict[str, str], path: Path) -> 
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    from scipy.stats import spearmanr
 
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 4.5), squeeze=False)
     for ax, (task, col) in zip(axes[0], pairs, strict=True):
@@ -117,16 +112,16 @@ def scatter_plot(result: EvalResult, task_kinds: dict[str, str], path: Path) -> 
         ax.scatter(ref, pred, s=14, alpha=0.7)
         lo, hi = min(ref + pred), max(ref + pred)
         ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
-        rho = spearmanr(ref, pred).statistic if len(ref) > 1 else float("nan")
+        rho = spearman(pred, ref)
         ax.set_title(f"{task}.{col} (Spearman {rho:.3f})")
         ax.set_xlabel("judged")
         ax.set_ylabel("predicted")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_file(path, "wb") as f:
+            fig.savefig(f, dpi=110, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return True
 
 
@@ -218,7 +213,7 @@ def write_report(run_dir: str | Path, inputs: ReportInputs) -> Path:
 
     parts += ["## Training history", "", _history_table(inputs.history), ""]
     path = run_dir / REPORT_FILE
-    write_atomic(path, "\n".join(parts))
+    write_text_atomic(path, "\n".join(parts))
     return path
 
 

@@ -22,9 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Iterable
@@ -35,6 +33,7 @@ from aqa_framework import jsonio
 from aqa_framework.engine.checkpoint import CHECKPOINTS_DIR, find_checkpoint
 from aqa_framework.engine.run_lock import LOCK_FILE
 from aqa_framework.errors import CheckpointError
+from aqa_framework.files import is_temporary, write_json_atomic, write_text_atomic
 
 SPEC_FILE = "spec.yaml"
 ENVIRONMENT_FILE = "environment.json"
@@ -61,23 +60,12 @@ RUN_FILES = frozenset(
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a text file through a temporary file and ``os.replace``.
+    """Write a text file atomically.
 
-    The temporary file's name is unique to this process and call, so two writers never share
-    one; it is removed if writing fails.
+    Kept for callers of earlier versions; the framework writes through
+    :mod:`aqa_framework.files` (:func:`~aqa_framework.files.write_text_atomic`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def default_run_name(spec_source: str | None, now: float | None = None) -> str:
@@ -112,11 +100,6 @@ def create_run_folder(parent: str | Path, name: str) -> RunFolder:
     raise CheckpointError(f"cannot find a free run folder name like {parent / name}")
 
 
-def _is_temporary(name: str) -> bool:
-    """Whether a file name is one of the temporaries of an atomic write."""
-    return name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name)
-
-
 class RunFolder:
     """Paths and writers of one run folder.
 
@@ -143,7 +126,7 @@ class RunFolder:
     def has_checkpoints(self) -> bool:
         """Whether any checkpoint was written (complete or damaged; temporaries do not count)."""
         return self.checkpoints.is_dir() and any(
-            not _is_temporary(p.name) for p in self.checkpoints.iterdir()
+            not is_temporary(p.name) for p in self.checkpoints.iterdir()
         )
 
     def has_resumable_checkpoint(self) -> bool:
@@ -184,7 +167,7 @@ class RunFolder:
                 f"{self.path}, or choose another --run-dir / output.name"
             )
         foreign = sorted(
-            p.name for p in self.path.iterdir() if p.name != LOCK_FILE and not _is_temporary(p.name)
+            p.name for p in self.path.iterdir() if p.name != LOCK_FILE and not is_temporary(p.name)
         )
         if foreign:
             more = f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else ""
@@ -197,7 +180,7 @@ class RunFolder:
     def clear_unstarted(self) -> None:
         """Remove what a run that stopped before its first checkpoint wrote (not other files)."""
         for p in self.path.iterdir():
-            if p.name == LOCK_FILE or not (p.name in RUN_FILES or _is_temporary(p.name)):
+            if p.name == LOCK_FILE or not (p.name in RUN_FILES or is_temporary(p.name)):
                 continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
@@ -206,15 +189,16 @@ class RunFolder:
 
     def write_spec(self, text: str) -> None:
         """Store the resolved spec."""
-        write_atomic(self.path / SPEC_FILE, text)
+        write_text_atomic(self.path / SPEC_FILE, text)
 
     def write_json(self, name: str, doc: Any) -> None:
         """Store a JSON document (strict JSON: NaN and infinity as null, see :mod:`.jsonio`)."""
-        write_atomic(self.path / name, jsonio.dumps(doc, indent=2) + "\n")
+        write_json_atomic(self.path / name, doc)
 
     def write_metrics(self, history: Iterable[dict[str, Any]]) -> None:
         """Rewrite ``metrics.jsonl`` from the per-epoch records (strict JSON: NaN is null)."""
-        write_atomic(self.path / METRICS_FILE, "".join(jsonio.dumps(r) + "\n" for r in history))
+        lines = "".join(jsonio.dumps(r) + "\n" for r in history)
+        write_text_atomic(self.path / METRICS_FILE, lines)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The per-epoch records (empty if none yet)."""
@@ -225,7 +209,7 @@ class RunFolder:
 
     def write_predictions(self, columns: dict[str, list[Any]]) -> None:
         """Write ``predictions.csv`` from equally long columns (``key`` first)."""
-        write_atomic(self.path / PREDICTIONS_FILE, predictions_csv(columns))
+        write_text_atomic(self.path / PREDICTIONS_FILE, predictions_csv(columns))
 
 
 def predictions_csv(columns: dict[str, list[Any]]) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from aqa_framework.files import atomic_file
 
 __all__ = ["FrameCache", "settings_hash"]
 
@@ -83,15 +83,8 @@ class FrameCache:
         if frames.dtype != np.uint8 or frames.shape[0] != hi - lo:
             raise ValueError(f"expected uint8 frames with {hi - lo} rows, got {frames.shape}")
         path = self.path(key, lo, hi, digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(frames), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(frames), allow_pickle=False)
         return path
 
     def size_bytes(self) -> int:

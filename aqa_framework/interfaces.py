@@ -30,12 +30,14 @@ from aqa_framework.targets import Targets
 
 FeatureLevel = Literal["video", "clips"]
 TargetKind = Literal["scores", "classes", "captions"]
+MetricDirection = Literal["max", "min"]
 
 __all__ = [
     "Aggregator",
     "Backbone",
     "Component",
     "FeatureLevel",
+    "MetricDirection",
     "NoParams",
     "TargetKind",
     "TaskHead",
@@ -125,11 +127,40 @@ class TaskHead(Component, nn.Module, ABC):
         consumes: ``"video"`` for aggregated features ``(B, *G)`` or ``"clips"`` for the
             clip sequence ``(B, N, *F)``.
         target_kind: Which part of :class:`~aqa_framework.targets.Targets` it learns from.
+        metric_directions: Metric name -> ``"max"`` (higher is better) or ``"min"`` (lower is
+            better), for the names :meth:`metrics` reports; a key also covers the per-column
+            names ``<column>_<key>``. Epoch selection (``train.select_mode: auto``) follows it.
     """
 
     kind: ClassVar[str] = "head"
     consumes: ClassVar[FeatureLevel] = "video"
     target_kind: ClassVar[TargetKind] = "scores"
+    metric_directions: ClassVar[Mapping[str, MetricDirection]] = {}
+
+    @classmethod
+    def metric_direction(cls, metric: str) -> MetricDirection:
+        """Whether one of this head's metrics is better higher (``"max"``) or lower (``"min"``).
+
+        Looks ``metric`` up in :attr:`metric_directions`: the name itself, else the longest
+        key it ends with after an underscore (``final_score_rel_l2`` -> ``rel_l2``). A metric
+        not declared there (every metric of a head that declares nothing) falls back to the
+        name rule :func:`aqa_framework.metrics.direction_from_name`.
+
+        Args:
+            metric: Metric name as :meth:`metrics` reports it, without the task prefix.
+
+        Returns:
+            ``"max"`` or ``"min"``.
+        """
+        from aqa_framework.metrics import direction_from_name
+
+        declared = cls.metric_directions
+        if metric in declared:
+            return declared[metric]
+        for key in sorted(declared, key=len, reverse=True):
+            if metric.endswith("_" + key):
+                return declared[key]
+        return direction_from_name(metric)
 
     def __init__(self, params: BaseModel, in_shape: tuple[int, ...], targets: Targets) -> None:
         """Build the head.

@@ -21,6 +21,7 @@ import shutil
 import threading
 import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -170,6 +171,26 @@ def fisher_z_mean(correlations: Sequence[float]) -> float:
     if r.size == 0:
         return float("nan")
     return float(np.tanh(np.mean(np.arctanh(np.clip(r, -0.9999, 0.9999)))))
+
+
+_LOWER_IS_BETTER = re.compile(r"(^|[._])(l1|l2|rel_l2|mse|mae|rmse|error|err|loss)($|[._])")
+
+
+def direction_from_name(metric: str) -> Literal["max", "min"]:
+    """Guess from its name whether a metric is better higher or lower.
+
+    The rule for heads that do not declare their metrics' directions
+    (:meth:`aqa_framework.interfaces.TaskHead.metric_direction`): a name with a component
+    ``l1``, ``l2``, ``rel_l2``, ``mse``, ``mae``, ``rmse``, ``error``, ``err`` or ``loss``
+    (separated by ``.`` or ``_``) is lower-is-better, any other higher-is-better.
+
+    Args:
+        metric: Metric name (``rel_l2``, ``final_score_mse``).
+
+    Returns:
+        ``"min"`` (lower is better) or ``"max"`` (higher is better).
+    """
+    return "min" if _LOWER_IS_BETTER.search(metric) else "max"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -125,8 +125,9 @@ class TrainSpec(_Strict):
     )
     select_mode: Literal["auto", "max", "min"] = Field(
         "auto",
-        description="Whether a higher or lower select_metric is better; 'auto' is 'min' for "
-        "error-like metrics (names with l1, l2, mse, mae, error or loss) and 'max' otherwise.",
+        description="Whether a higher or lower select_metric is better; 'auto' takes what the "
+        "task's head declares (metric_directions), else 'min' for error-like metric names "
+        "(with l1, l2, mse, mae, error or loss) and 'max' otherwise.",
     )
     select_on: Literal["auto", "val", "test", "last"] = Field(
         "auto",

@@ -347,7 +347,8 @@ class _Run:
     # ------------------------------------------------------------------ main
     def execute(self, run_dir: str | Path | None, resume: str | Path | None) -> Path:
         spec = self.spec
-        selection = resolve_selection(spec, has_val=spec.data.val_fraction > 0)
+        heads = {task: head.cls for task, head in self.resolved.heads.items()}
+        selection = resolve_selection(spec, has_val=spec.data.val_fraction > 0, heads=heads)
         folder, ckpt = self._folder(run_dir, resume)
         self.folder = folder
         configure_backends(self.device)

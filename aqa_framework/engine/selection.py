@@ -10,14 +10,13 @@ and is labelled optimistic in the report.
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aqa_framework.errors import SpecError
+from aqa_framework.metrics import direction_from_name
 from aqa_framework.spec import Spec
-
-_LOWER_IS_BETTER = re.compile(r"(^|[._])(l1|l2|rel_l2|mse|mae|rmse|error|err|loss)($|[._])")
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,19 @@ class Selection:
         return float(metrics[self.metric])
 
 
-def resolve_selection(spec: Spec, has_val: bool) -> Selection:
+def resolve_selection(
+    spec: Spec, has_val: bool, heads: Mapping[str, type] | None = None
+) -> Selection:
     """The selection protocol a spec asks for.
+
+    With ``train.select_mode: auto`` the direction is the one the selected task's head
+    declares (:meth:`~aqa_framework.interfaces.TaskHead.metric_direction`); without the
+    head's class, the name rule :func:`aqa_framework.metrics.direction_from_name`.
+
+    Args:
+        spec: The validated spec.
+        has_val: Whether the run has a validation split.
+        heads: Task name -> head class (the resolved spec's heads).
 
     Raises:
         SpecError: If ``select_on: val`` has no validation split, or the metric names no task.
@@ -90,7 +100,9 @@ def resolve_selection(spec: Spec, has_val: bool) -> Selection:
     mode = tr.select_mode
     if mode == "auto":
         metric_name = tr.select_metric.split(".", 1)[1]
-        mode = "min" if _LOWER_IS_BETTER.search(metric_name) else "max"
+        head = (heads or {}).get(task)
+        direction = getattr(head, "metric_direction", direction_from_name)
+        mode = direction(metric_name)
     return Selection(split, tr.select_metric, mode)
 
 

@@ -106,6 +106,11 @@ class CaptionHead(TaskHead):
     name = "caption"
     consumes = "clips"
     target_kind = "captions"
+    metric_directions = {
+        f"{name}{suffix}": "max"
+        for name in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")
+        for suffix in ("", "_raw")
+    }
     Params = CaptionParams
 
     @classmethod

@@ -65,6 +65,7 @@ class ClassificationHead(TaskHead):
     name = "classification"
     consumes = "video"
     target_kind = "classes"
+    metric_directions = {"accuracy": "max", "acc": "max"}
     Params = ClassificationParams
 
     @classmethod

@@ -89,6 +89,7 @@ class ScoreHead(TaskHead):
     name = "score"
     consumes = "video"
     target_kind = "scores"
+    metric_directions = {"spearman": "max", "pearson": "max", "rel_l2": "min"}
     Params = ScoreParams
 
     @classmethod

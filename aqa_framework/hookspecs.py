@@ -22,6 +22,7 @@ from collections.abc import Callable
 import pluggy
 
 from aqa_framework import PROJECT_NAME
+from aqa_framework.kinds import KINDS
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -64,10 +65,5 @@ def register_datasets(register: Register) -> None:
     """
 
 
-HOOKS: dict[str, str] = {
-    "backbone": "register_backbones",
-    "aggregator": "register_aggregators",
-    "head": "register_heads",
-    "dataset": "register_datasets",
-}
-"""Component kind -> the hook that registers it."""
+HOOKS: dict[str, str] = {kind.name: kind.hook for kind in KINDS.values()}
+"""Component kind -> the hook that registers it (from :data:`aqa_framework.kinds.KINDS`)."""

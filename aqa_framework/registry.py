@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import re
 import threading
 import warnings
 from collections.abc import Iterable
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aqa_framework.errors import PluginError, UnknownComponentError
-from aqa_framework.hookspecs import HOOKS
+from aqa_framework.kinds import KINDS, component_problems
 from aqa_framework.plugins import (
     PluginInfo,
     PluginLoadWarning,
@@ -32,8 +31,6 @@ from aqa_framework.plugins import (
     watch_interrupts,
 )
 
-KINDS: tuple[str, ...] = tuple(HOOKS)
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)?$")
 _MAX_LISTED = 20
 
 
@@ -64,17 +61,6 @@ class RegistryEntry:
         return f"{self.cls.__module__}:{self.cls.__qualname__}"
 
 
-def _interface(kind: str) -> type:
-    from aqa_framework import interfaces
-
-    return {
-        "backbone": interfaces.Backbone,
-        "aggregator": interfaces.Aggregator,
-        "head": interfaces.TaskHead,
-        "dataset": interfaces.VideoDataset,
-    }[kind]
-
-
 class Registry:
     """Components registered by a set of plugins.
 
@@ -102,7 +88,8 @@ class Registry:
         self._entries: dict[str, dict[str, RegistryEntry]] = {k: {} for k in KINDS}
         by_name = {p.name: p for p in self.plugins if not p.error}
         with watch_interrupts() as interrupted:
-            for kind, hook_name in HOOKS.items():
+            for kind, spec in KINDS.items():
+                hook_name = spec.hook
                 hook = getattr(self.pm.hook, hook_name)
                 for impl in reversed(hook.get_hookimpls()):  # registration order
                     info = by_name.get(impl.plugin_name)
@@ -143,24 +130,16 @@ class Registry:
         return register
 
     def _check(self, kind: str, cls: Any, info: PluginInfo) -> str | None:
-        iface = _interface(kind)
-        if not (isinstance(cls, type) and issubclass(cls, iface)):
-            return f"register_{kind}s got {cls!r}, which is not a subclass of {iface.__name__}"
-        name = getattr(cls, "name", "")
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            return (
-                f"{cls.__qualname__}.name must be a lower-case identifier such as 'c3d' "
-                f"(got {name!r})"
-            )
+        problems = component_problems(cls, kind, documentation=False)
+        if problems:
+            what = f"{cls.__module__}:{cls.__qualname__}" if isinstance(cls, type) else repr(cls)
+            return f"{KINDS[kind].hook} got {what}: {problems[0]}"
+        name = cls.name
         if not info.builtin and not name.startswith(f"{info.name}."):
             return (
                 f"{kind} '{name}' must carry the plugin prefix '{info.name}.' "
                 f"(e.g. '{info.name}.{name.split('.')[-1]}')"
             )
-        params = getattr(cls, "Params", None)
-        extra = getattr(getattr(params, "model_config", {}), "get", lambda _k: None)("extra")
-        if params is None or extra != "forbid":
-            return f"{cls.__qualname__}.Params must be a pydantic model with extra='forbid'"
         existing = self._entries[kind].get(name)
         if existing is not None:
             return (

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 import numbers
-import re
 from collections.abc import Iterable, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import torch
@@ -34,8 +34,8 @@ from torch import Tensor
 from torch.utils.data import default_collate
 
 from aqa_framework import hookimpl
-from aqa_framework.hookspecs import HOOKS
 from aqa_framework.interfaces import Aggregator, Backbone, TaskHead, VideoDataset
+from aqa_framework.kinds import KINDS, component_label, component_problems
 from aqa_framework.registry import Registry, RegistryEntry
 from aqa_framework.targets import CaptionTarget, ClassField, ScoreTarget, Targets
 
@@ -54,24 +54,11 @@ __all__ = [
     "tiny_targets",
 ]
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)?$")
-_INTERFACES: dict[str, type] = {
-    "backbone": Backbone,
-    "aggregator": Aggregator,
-    "head": TaskHead,
-    "dataset": VideoDataset,
-}
-
-
 class ContractError(AssertionError):
     """A component breaks its interface contract."""
 
 
-def _label(obj: Any) -> str:
-    cls = obj if isinstance(obj, type) else type(obj)
-    kind = getattr(cls, "kind", "") or "component"
-    name = getattr(cls, "name", "") or cls.__qualname__
-    return f"{kind} '{name}' ({cls.__module__}.{cls.__qualname__})"
+_label = component_label
 
 
 def _require(condition: bool, obj: Any, message: str) -> None:
@@ -277,34 +264,26 @@ def registry_with(plugin: str, classes: Iterable[type], *, builtins: bool = True
     Returns:
         A fresh :class:`~aqa_framework.registry.Registry` that loads no installed plugin.
     """
-    by_kind: dict[str, list[type]] = {kind: [] for kind in HOOKS}
+    by_kind: dict[str, list[type]] = {kind: [] for kind in KINDS}
     for cls in classes:
         by_kind[cls.kind].append(cls)
-
-    class _InMemoryPlugin:
-        @hookimpl
-        def register_backbones(self, register):
-            for c in by_kind["backbone"]:
-                register(c)
-
-        @hookimpl
-        def register_aggregators(self, register):
-            for c in by_kind["aggregator"]:
-                register(c)
-
-        @hookimpl
-        def register_heads(self, register):
-            for c in by_kind["head"]:
-                register(c)
-
-        @hookimpl
-        def register_datasets(self, register):
-            for c in by_kind["dataset"]:
-                register(c)
-
-    return Registry(
-        entry_points=[], builtins=builtins, extra_plugins=[(plugin, _InMemoryPlugin())], strict=True
+    in_memory = SimpleNamespace(
+        **{KINDS[kind].hook: _registering(listed) for kind, listed in by_kind.items()}
     )
+    return Registry(
+        entry_points=[], builtins=builtins, extra_plugins=[(plugin, in_memory)], strict=True
+    )
+
+
+def _registering(classes: list[type]) -> Any:
+    """A hook implementation that registers ``classes``."""
+
+    @hookimpl
+    def hook(register: Any) -> None:
+        for cls in classes:
+            register(cls)
+
+    return hook
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,7 +295,9 @@ def check_component_class(cls: type, kind: str | None = None) -> None:
 
     Rules: a subclass of its kind's interface; a lower-case registry ``name`` (``c3d`` or
     ``plugin.name``); a one-line summary (first docstring line); a pydantic ``Params`` that
-    forbids unknown keys and describes every field.
+    forbids unknown keys and describes every field: those of
+    :func:`aqa_framework.kinds.component_problems`, as the registry and the documentation
+    generator check them.
 
     Args:
         cls: The component class.
@@ -325,40 +306,8 @@ def check_component_class(cls: type, kind: str | None = None) -> None:
     Raises:
         ContractError: Naming the rule the class breaks.
     """
-    kind = kind or getattr(cls, "kind", "")
-    _require(kind in _INTERFACES, cls, f"unknown kind {kind!r}; kinds: {', '.join(_INTERFACES)}")
-    iface = _INTERFACES[kind]
-    _require(
-        isinstance(cls, type) and issubclass(cls, iface), cls, f"is not a {iface.__name__}"
-    )
-    name = getattr(cls, "name", "")
-    _require(
-        isinstance(name, str) and bool(_NAME_RE.match(name)),
-        cls,
-        f"name {name!r} must be lower case, e.g. 'c3d' or 'myplugin.c3d'",
-    )
-    _require(
-        bool((vars(cls).get("__doc__") or "").strip()),
-        cls,
-        "needs its own docstring; its first line is the summary",
-    )
-    params = getattr(cls, "Params", None)
-    _require(
-        isinstance(params, type) and issubclass(params, BaseModel),
-        cls,
-        "Params must be a pydantic BaseModel",
-    )
-    _require(
-        params.model_config.get("extra") == "forbid",
-        cls,
-        "Params must forbid unknown keys: model_config = ConfigDict(extra='forbid')",
-    )
-    for fname, field in params.model_fields.items():
-        _require(
-            bool(field.description),
-            cls,
-            f"Params.{fname} needs Field(description=...) (shown in docs and `aqa plugins show`)",
-        )
+    problems = component_problems(cls, kind)
+    _require(not problems, cls, problems[0] if problems else "")
 
 
 def _finite(t: Tensor) -> bool:

@@ -9,11 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
+from aqa_framework.kinds import KINDS
+
 app = typer.Typer(help="List and inspect plugins and their components.", no_args_is_help=True)
 
 KindOption = Annotated[
     str | None,
-    typer.Option("--kind", "-k", help="Only this kind: backbone, aggregator, head, dataset."),
+    typer.Option("--kind", "-k", help=f"Only this kind: {', '.join(KINDS)}."),
 ]
 
 
@@ -117,7 +119,7 @@ def show(
     import inspect
 
     from aqa_framework.errors import UnknownComponentError
-    from aqa_framework.registry import KINDS, get_registry
+    from aqa_framework.registry import get_registry
 
     reg = get_registry()
     if kind:

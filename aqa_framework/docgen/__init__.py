@@ -48,18 +48,17 @@ def documentation_problems(registry: Any = None) -> list[str]:
         registry: Registry to check; defaults to the built-in registry.
 
     Returns:
-        One message per missing summary or undescribed parameter (empty when all is well).
+        One message per missing summary or undescribed parameter (empty when all is well):
+        the problems :func:`aqa_framework.kinds.component_problems` finds.
     """
+    from aqa_framework.kinds import component_problems
+
     registry = registry or builtin_registry()
-    problems = []
-    for entry in registry.list_components():
-        label = f"{entry.kind} '{entry.name}' ({entry.qualname})"
-        if not (vars(entry.cls).get("__doc__") or "").strip():
-            problems.append(f"{label}: no summary (its own docstring's first line)")
-        for fname, f in entry.cls.Params.model_fields.items():
-            if not (f.description or "").strip():
-                problems.append(f"{label}: param '{fname}' has no description")
-    return problems
+    return [
+        f"{entry.kind} '{entry.name}' ({entry.qualname}): {problem}"
+        for entry in registry.list_components()
+        for problem in component_problems(entry.cls, entry.kind)
+    ]
 
 
 def generated_pages(registry: Any = None, root: str | Path | None = None) -> dict[str, str]:

@@ -12,22 +12,10 @@ from aqa_framework.docgen.markdown import (
     params_table,
     plain,
 )
-from aqa_framework.hookspecs import HOOKS
+from aqa_framework.kinds import KINDS
 
-KIND_TITLES: dict[str, str] = {
-    "backbone": "Backbones",
-    "aggregator": "Aggregators",
-    "head": "Task heads",
-    "dataset": "Datasets",
-}
-"""Component kind -> section title, in catalog order."""
-
-_INTERFACE: dict[str, str] = {
-    "backbone": "aqa_framework.interfaces.Backbone",
-    "aggregator": "aqa_framework.interfaces.Aggregator",
-    "head": "aqa_framework.interfaces.TaskHead",
-    "dataset": "aqa_framework.interfaces.VideoDataset",
-}
+KIND_TITLES: dict[str, str] = {kind.name: kind.title for kind in KINDS.values()}
+"""Component kind -> section title, in catalog order (from :data:`aqa_framework.kinds.KINDS`)."""
 
 
 def builtin_registry():
@@ -112,9 +100,9 @@ def catalog(registry: Any = None) -> str:
         "This page is generated from the registry at documentation build time.",
         "",
     ]
-    for kind, title in KIND_TITLES.items():
+    for kind in KINDS:
         entries = registry.list_components(kind)
-        out += [f"## {title}", ""]
+        out += [f"## {KINDS[kind].title}", ""]
         if not entries:
             out += ["*None registered.*", ""]
             continue
@@ -177,7 +165,8 @@ def hook_reference(registry: Any = None) -> str:
         "This page is generated from `aqa_framework.hookspecs`.",
         "",
     ]
-    for kind, hook_name in HOOKS.items():
+    for kind in KINDS.values():
+        hook_name = kind.hook
         fn = getattr(hookspecs, hook_name)
         sig = str(inspect.signature(fn)).replace("'", "")
         out += [f"## `{hook_name}` {{#{hook_name.replace('_', '-')}}}", ""]
@@ -186,14 +175,15 @@ def hook_reference(registry: Any = None) -> str:
         out += [summary, ""]
         out += ["```python", f"@hookimpl\ndef {hook_name}{sig}:", "    ...", "```", ""]
         out += [
-            f"- registers: subclasses of [`{_INTERFACE[kind].rsplit('.', 1)[1]}`]"
-            f"[{_INTERFACE[kind]}] (see [interface contracts](contracts.md))",
+            f"- registers: subclasses of [`{kind.interface_name}`][{kind.interface_path}] "
+            "(see [interface contracts](contracts.md))",
             "- arguments: `register`, call it with each component class",
         ]
-        names = [e.name for e in registry.list_components(kind)]
+        names = [e.name for e in registry.list_components(kind.name)]
         if names:
             links = ", ".join(
-                f"[`{n}`](../user-guide/catalog.md#{component_anchor(kind, n)})" for n in names
+                f"[`{n}`](../user-guide/catalog.md#{component_anchor(kind.name, n)})"
+                for n in names
             )
             out.append(f"- built-in implementations: {links}")
         out.append("")

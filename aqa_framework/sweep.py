@@ -166,11 +166,6 @@ class Sweep:
         return base if base.is_absolute() else self.source.parent / base
 
     @property
-    def axis_names(self) -> list[str]:
-        """Axis names in file order."""
-        return list(self.file.axes)
-
-    @property
     def group_axes(self) -> list[str]:
         """Axes that make the rows of the results table (all but the replicate axis)."""
         return [a for a in self.file.axes if a != self.file.replicate]

@@ -393,22 +393,6 @@ class Timing:
                 "min_s": min(self.seconds), "max_s": max(self.seconds)}
 
 
-def time_steps(
-    step: Callable[[], Any], steps: int, warmup: int, device: torch.device
-) -> Timing:
-    """Run ``step`` ``warmup`` times untimed, then ``steps`` times timed (GPU synchronised)."""
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    times = []
-    for _ in range(max(steps, 1)):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return Timing(times)
-
-
 def time_interleaved(
     steps_by_name: dict[str, Callable[[], Any]], steps: int, warmup: int, device: torch.device
 ) -> dict[str, Timing]:

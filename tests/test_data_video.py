@@ -330,16 +330,12 @@ def test_load_any_gives_a_video_of_another_size_the_training_field_of_view(tmp_p
         resized.load_any(wide, frame_size=(64, 48))
 
 
-def test_readers_scale_while_decoding_close_to_a_full_decode_and_resize(index_video, tmp_path):
+def test_video_decodes_full_frames_and_jpegs_decode_at_a_draft_size(index_video, tmp_path):
     idx = [10, 11, 150]
-    full = FrameTransform(resize=(40, 20), crop=None, mean=None)
-    expected = full(DecordVideoReader(index_video).read(idx))
-    scaled = DecordVideoReader(index_video, size=(40, 20)).read(idx)
-    assert scaled.shape == (3, 20, 40, 3)  # FFmpeg scaled the frames while decoding
-    assert (full(scaled) - expected).abs().mean() < 0.05
-    odd = DecordVideoReader(index_video, size=(48, 24))  # a width decord cannot scale to
-    frames = odd.read(idx)
-    assert frames.shape == (3, 32, 64, 3) and odd.size is None  # fell back to full frames
+    with pytest.warns(DeprecationWarning, match="size"):
+        reader = DecordVideoReader(index_video, size=(40, 20))  # scaling while decoding: gone
+    frames = reader.read(idx)
+    assert frames.shape == (3, 32, 64, 3)  # full frames; the transform resizes them
     assert [decode_index(f) for f in frames] == idx
 
     folder = write_index_frames(tmp_path / "f", 4)

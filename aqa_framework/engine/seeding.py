@@ -57,13 +57,6 @@ def worker_init_fn(worker_id: int) -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
-def loader_generator(seed: int, epoch: int = 0, rank: int = 0) -> torch.Generator:
-    """A torch generator for a DataLoader, seeded from the run seed, the epoch and the rank."""
-    g = torch.Generator()
-    g.manual_seed(derive_seed(seed, epoch, rank))
-    return g
-
-
 def get_rng_state() -> dict[str, Any]:
     """The state of every global generator (python, numpy, torch CPU and CUDA)."""
     state: dict[str, Any] = {

@@ -13,15 +13,16 @@ Every reader returns frames as a ``uint8`` numpy array ``(F, H, W, 3)`` (RGB) fo
 
 Given the size the frames will be resized to, the JPEG reader decodes smaller frames (PIL's
 draft mode: a reduced power-of-two size, no smaller than needed). Video frames are decoded at
-full size and resized by the transform: FFmpeg's scaler inside decord (``size=``) was measured
-slower than a full decode plus torch's antialiased resize (0.7x at 640x360, 1.0x at 320x180,
-``benchmarks/bench_data.py``), so :func:`open_reader` does not use it. decord and PyAV are
-imported lazily, so frame folders work without them.
+full size and resized by the transform: FFmpeg's scaler inside decord was measured slower than
+a full decode plus torch's antialiased resize (0.7x at 640x360, 1.0x at 320x180,
+``benchmarks/bench_data.py``), so the reader does not scale while decoding. decord and PyAV
+are imported lazily, so frame folders work without them.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -180,9 +181,8 @@ class DecordVideoReader(FrameReader):
     Args:
         path: Video file (mp4, avi, mkv, ...).
         num_threads: Decoder threads (0 lets FFmpeg choose; 1 suits DataLoader workers).
-        size: ``(width, height)`` to scale frames to while decoding (FFmpeg's scaler), or
-            ``None`` for full frames. Saves memory on very large videos, but is slower than a
-            full decode plus the transform's resize on the machines measured.
+        size: Deprecated and ignored: frames are decoded at full size (scaling while
+            decoding was slower than the transform's resize); a warning says so.
 
     Attributes:
         backend: ``"decord"``, or ``"pyav"`` once the reader fell back to PyAV.
@@ -200,17 +200,23 @@ class DecordVideoReader(FrameReader):
         self, path: str | Path, num_threads: int = 1, size: tuple[int, int] | None = None
     ) -> None:
         super().__init__(path)
+        if size is not None:
+            warnings.warn(
+                "DecordVideoReader(size=...) is deprecated and ignored: frames are decoded at "
+                "full size; resize them with the transform",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         if not self.path.is_file():
             raise DataError(f"video file not found: {self.path}")
         self.num_threads = num_threads
-        self.size = (int(size[0]), int(size[1])) if size else None
         self.backend = "decord"
         self._pyav: PyAVVideoReader | None = None
         self._decord_failure = ""
         self._vr: Any = None
         self._n = 0
         try:
-            self._vr = self._open(self.size)
+            self._vr = self._open()
             self._n = len(self._vr)
         except Exception as exc:  # decord raises its own DECORDError / RuntimeError
             self._use_pyav(exc, f"cannot open video {self.path}")
@@ -228,7 +234,6 @@ class DecordVideoReader(FrameReader):
             self._pyav = pyav
         self.backend = "pyav"
         self._decord_failure = _short(exc)
-        self.size = None
         self._vr = None
         return self._pyav
 
@@ -242,12 +247,9 @@ class DecordVideoReader(FrameReader):
                 f"{exc} (PyAV is used because decord failed: {self._decord_failure})"
             ) from exc
 
-    def _open(self, size: tuple[int, int] | None) -> Any:
+    def _open(self) -> Any:
         decord = require_decord()
-        scale = {"width": size[0], "height": size[1]} if size else {}
-        return decord.VideoReader(
-            str(self.path), ctx=decord.cpu(0), num_threads=self.num_threads, **scale
-        )
+        return decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=self.num_threads)
 
     @property
     def num_frames(self) -> int:
@@ -261,9 +263,6 @@ class DecordVideoReader(FrameReader):
         try:
             frames = self._decode(uniq)
         except Exception as exc:
-            if self.size is not None:
-                self._after_failure(uniq, exc)
-                return self._read(indices)
             return self._pyav_read(uniq, exc, lambda r: r._read(indices))
         if frames.ndim != 4 or frames.shape[0] != uniq.size or frames.shape[-1] != 3:
             raise DataError(f"{self.path}: decoder returned frames of shape {frames.shape}")
@@ -285,8 +284,6 @@ class DecordVideoReader(FrameReader):
         if self.backend == "pyav":
             return self._with_pyav(lambda r: r.read_prepared(idx, prepare))
         uniq, inverse = np.unique(idx, return_inverse=True)
-        if self.size is not None:  # scaling decoder: keep its fallback logic in one place
-            return _in_order(prepare(self._read(uniq)), uniq, idx, inverse)
         parts: list[torch.Tensor] = []
         chunks = self._chunks(uniq, as_torch=True)
         while True:
@@ -309,22 +306,13 @@ class DecordVideoReader(FrameReader):
             DataError: Naming both readers and their reasons, if PyAV fails too.
         """
         what = f"cannot decode frames {int(uniq[0])}..{int(uniq[-1])} of {self.path}"
-        state = (self.backend, self.size, self._vr)
+        state = (self.backend, self._vr)
         pyav = self._use_pyav(exc, what)
         try:
             return read(pyav)
         except DataError as pyav_exc:
-            self.backend, self.size, self._vr = state  # decord stays for other frames
+            self.backend, self._vr = state  # decord stays for other frames
             raise _both_failed(what, exc, pyav_exc) from exc
-
-    def _after_failure(self, uniq: np.ndarray, exc: Exception) -> None:
-        # decord cannot scale to a few widths (16, 24, 48, 72 fail its copy check):
-        # decode full frames from now on and let the transform resize them
-        self.size = None
-        try:
-            self._vr = self._open(None)
-        except Exception as open_exc:
-            self._use_pyav(open_exc, f"cannot reopen video {self.path}")
 
     def _chunks(self, uniq: np.ndarray, as_torch: bool = False) -> Iterator[Any]:
         """The frames ``uniq`` (sorted, unique), a few at a time, in order.
@@ -365,8 +353,6 @@ class DecordVideoReader(FrameReader):
             out[filled : filled + frames.shape[0]] = frames
             filled += frames.shape[0]
         assert out is not None and filled == uniq.size
-        if self.size is not None and out.shape[1:3] != (self.size[1], self.size[0]):
-            raise RuntimeError(f"scaled frames have shape {out.shape}")
         return out
 
     def close(self) -> None:

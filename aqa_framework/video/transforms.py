@@ -122,10 +122,3 @@ class FrameTransform:
     def __call__(self, frames: np.ndarray | torch.Tensor, flip: bool = False) -> torch.Tensor:
         """Both steps: ``uint8 (F, H, W, 3)`` -> ``float32 (F, 3, ch, cw)``."""
         return self.finish(self.prepare(frames), flip=flip)
-
-    def output_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
-        """``(height, width)`` of the output for frames of ``frame_size`` = (width, height)."""
-        if self.crop is not None:
-            return self.crop
-        w, h = self.resize or frame_size
-        return (h, w)

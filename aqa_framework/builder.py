@@ -182,15 +182,16 @@ def build_model(
 def pretrained_files(model: MultitaskModel) -> list[tuple[str, Any, str]]:
     """``(part, component, file)`` for each component whose ``pretrained`` param names a file.
 
-    Parts are ``backbone``, ``aggregator`` and ``heads.<task>``, in that order.
+    Parts are ``backbone``, ``aggregator`` and ``heads.<task>``, in that order; the file is
+    the component's :meth:`~aqa_framework.interfaces.PretrainedWeights.pretrained_file`.
     """
     parts = [("backbone", model.backbone), ("aggregator", model.aggregator)]
     parts += [(f"heads.{task}", head) for task, head in model.heads.items()]
     found = []
     for part, component in parts:
-        path = getattr(component.params, "pretrained", None)
+        path = type(component).pretrained_file(component.params)
         if path:
-            found.append((part, component, str(path)))
+            found.append((part, component, path))
     return found
 
 

@@ -47,6 +47,13 @@ class DataError(AQAError):
     """A dataset, annotation file or video is missing, corrupt or inconsistent."""
 
 
+class PredictNotSupported(DataError, NotImplementedError):
+    """A dataset cannot turn an arbitrary video into model input (``aqa predict``).
+
+    Its :meth:`~aqa_framework.interfaces.VideoDataset.read_video` is not implemented.
+    """
+
+
 class CheckpointError(AQAError):
     """A checkpoint or weight file cannot be read or does not fit the model."""
 

@@ -10,12 +10,13 @@ Data flow of a multitask model::
 The builder infers every shape (``in_shape`` arguments exclude the batch dimensions) and hands
 each head the dataset's :class:`~aqa_framework.targets.Targets`; nothing about dimensions is
 written in a spec. A backbone, aggregator or head whose params declare ``pretrained`` (a local
-weight file, ``None`` by default) gets it loaded by the builder through its
-``load_pretrained`` once the model is built.
+weight file, ``None`` by default; see :class:`PretrainedWeights`) gets it loaded by the
+builder through its ``load_pretrained`` once the model is built.
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "FeatureLevel",
     "MetricDirection",
     "NoParams",
+    "PretrainedWeights",
     "TargetKind",
     "TaskHead",
     "VideoDataset",
@@ -51,7 +53,56 @@ def _load_own_layout(module: Component, path: str | Path) -> None:
     load_into(module, load_state_dict(path), source=f"{path} ({module.kind} {module.name})")
 
 
-class Backbone(Component, nn.Module, ABC):
+class PretrainedWeights:
+    """Where a backbone, aggregator or head finds the weight file it starts from.
+
+    The parameter named by :attr:`pretrained_param` (``pretrained`` unless a component says
+    otherwise) names a local weight file, ``None`` for none. The builder loads it through the
+    component's ``load_pretrained`` once the model is built, ``aqa validate`` checks its header,
+    ``aqa probe`` loads it into a backbone alone, and a model rebuilt from a checkpoint drops
+    it (the checkpoint holds every weight). A component whose ``Params`` do not declare that
+    parameter starts from its own initialisation.
+
+    Attributes:
+        pretrained_param: Name of the ``Params`` field that names the weight file.
+    """
+
+    pretrained_param: ClassVar[str] = "pretrained"
+
+    @classmethod
+    def pretrained_file(cls, params: BaseModel) -> str | None:
+        """The weight file these params name, or ``None``.
+
+        Args:
+            params: Validated :attr:`Params`.
+
+        Returns:
+            The value of the :attr:`pretrained_param` field as a string, ``None`` when it is
+            empty or the ``Params`` do not declare it.
+        """
+        field = cls.pretrained_param
+        if not field or field not in type(params).model_fields:
+            return None
+        value = getattr(params, field)
+        return str(value) if value else None
+
+    @classmethod
+    def without_pretrained(cls, params: BaseModel) -> BaseModel:
+        """These params naming no weight file (for a model whose weights come from elsewhere).
+
+        Args:
+            params: Validated :attr:`Params`.
+
+        Returns:
+            A copy with the :attr:`pretrained_param` field ``None``, or ``params`` itself when
+            they name no file.
+        """
+        if cls.pretrained_file(params) is None:
+            return params
+        return params.model_copy(update={cls.pretrained_param: None})
+
+
+class Backbone(Component, PretrainedWeights, nn.Module, ABC):
     """Maps a batch of clips to clip features.
 
     Subclasses build their layers in ``__init__(params)`` without loading any file (the
@@ -84,12 +135,15 @@ class Backbone(Component, nn.Module, ABC):
     def load_pretrained(self, path: str | Path) -> None:  # noqa: B027 - optional hook
         """Load weights from a local file (never from a network).
 
+        Called by the builder with :meth:`~PretrainedWeights.pretrained_file`. The default
+        loads nothing.
+
         Args:
             path: A weight file in a layout the backbone understands.
         """
 
 
-class Aggregator(Component, nn.Module, ABC):
+class Aggregator(Component, PretrainedWeights, nn.Module, ABC):
     """Pools the clip features of each video into one video-level feature."""
 
     kind: ClassVar[str] = "aggregator"
@@ -120,7 +174,7 @@ class Aggregator(Component, nn.Module, ABC):
         _load_own_layout(self, path)
 
 
-class TaskHead(Component, nn.Module, ABC):
+class TaskHead(Component, PretrainedWeights, nn.Module, ABC):
     """One task: owns its layers, its loss, its predictions and its metrics.
 
     Attributes:
@@ -319,21 +373,116 @@ class VideoDataset(Component, Dataset, ABC):
         """``(width, height)`` of the dataset's video frames as stored (before any resize).
 
         Runs record it in their checkpoints, so that ``aqa predict`` can give a video of
-        another size the field of view of training (see :meth:`load_video`). The default,
-        ``None``, means unknown; clip datasets read it from their first video.
+        another size the field of view of training (the ``frame_size`` argument of
+        :meth:`read_video`). The default, ``None``, means unknown; clip datasets read it from
+        their first video.
         """
         return None
 
-    def load_video(self, path: str | Path) -> Tensor:
+    @classmethod
+    def frame_cache_dir(cls, params: BaseModel) -> str | None:
+        """The decoded-frame cache folder these params name, or ``None`` for none.
+
+        ``aqa data cache`` fills it by loading every sample once. The default reads the
+        ``cache_dir`` parameter when the ``Params`` declare one (as
+        :class:`~aqa_framework.video.params.VideoParams` does); a dataset that caches
+        elsewhere overrides it.
+
+        Args:
+            params: Validated :attr:`Params`.
+        """
+        value = dict(params).get("cache_dir")
+        return str(value) if value else None
+
+    @classmethod
+    def read_video(
+        cls,
+        params: BaseModel,
+        path: str | Path,
+        *,
+        frame_size: tuple[int, int] | None = None,
+    ) -> Tensor:
         """Turn an arbitrary video file into the model input this dataset would produce.
 
-        Used by ``aqa predict``. The default raises; video datasets override it.
+        ``aqa predict`` calls it, for every dataset, with the params stored in the
+        checkpoint; the dataset is not opened, so its files are not needed. Use the
+        evaluation transforms (no augmentation) and return what :meth:`__getitem__` returns as
+        ``"video"``. :class:`~aqa_framework.video.dataset.ClipDataset` implements it; other
+        datasets implement it to support ``aqa predict``.
+
+        The default supports no video, except for a dataset written for 0.1 that overrides
+        the instance method :meth:`load_video` instead: it opens the dataset's ``test`` split
+        and asks that (deprecated; implement this class method).
+
+        Args:
+            params: Validated :attr:`Params`.
+            path: A video file (or frame folder).
+            frame_size: ``(width, height)`` of the training videos' frames (their
+                :meth:`frame_size`, recorded in the checkpoint), ``None`` if unknown. A video
+                of another size should be shown to the model with the field of view of
+                training.
+
+        Returns:
+            ``(N, C, T, H, W)`` float tensor.
+
+        Raises:
+            PredictNotSupported: If the dataset cannot read arbitrary videos.
+            DataError: If the video cannot be read.
+        """
+        if not _overrides_load_video(cls):
+            raise _predict_not_supported(cls)
+        warnings.warn(
+            f"dataset '{cls.name}' ({cls.__module__}.{cls.__qualname__}) implements "
+            "VideoDataset.load_video(path), which aqa predict calls by opening the dataset's "
+            "test split; implement the class method VideoDataset.read_video(params, path, "
+            "frame_size=...) instead, which needs no dataset files",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        split = "test" if "test" in cls.splits else cls.splits[0]
+        return cls(params, split=split, train=False).load_video(path)
+
+    def load_video(self, path: str | Path) -> Tensor:
+        """Turn an arbitrary video file into the model input, with this dataset's settings.
+
+        The default is :meth:`read_video` with this dataset's params and :meth:`frame_size`.
+        Datasets written for 0.1 override it to support ``aqa predict``; new datasets
+        implement :meth:`read_video`, which needs no dataset files.
 
         Args:
             path: A video file (or frame folder).
 
         Returns:
             ``(N, C, T, H, W)`` float tensor.
+
+        Raises:
+            PredictNotSupported: If the dataset cannot read arbitrary videos.
         """
-        raise NotImplementedError(f"dataset '{self.name}' cannot read arbitrary videos")
+        cls = type(self)
+        if _overrides_load_video(cls):  # reached through super() from an override
+            raise _predict_not_supported(cls)
+        return cls.read_video(self.params, path, frame_size=self.frame_size())
+
+
+def _defined_in(cls: type, attr: str) -> type:
+    """The class of ``cls``'s MRO that defines ``attr``."""
+    return next(klass for klass in cls.__mro__ if attr in vars(klass))
+
+
+def _overrides_load_video(cls: type) -> bool:
+    """Whether ``cls`` overrides ``load_video`` below the class its ``read_video`` comes from.
+
+    Such a dataset was written for 0.1, when ``aqa predict`` used ``load_video``.
+    """
+    own, reader = _defined_in(cls, "load_video"), _defined_in(cls, "read_video")
+    return own is not reader and issubclass(own, reader)
+
+
+def _predict_not_supported(cls: type) -> Exception:
+    from aqa_framework.errors import PredictNotSupported
+
+    return PredictNotSupported(
+        f"dataset '{getattr(cls, 'name', cls.__qualname__)}' does not support predict "
+        "(implement VideoDataset.read_video)"
+    )
 

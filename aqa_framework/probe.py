@@ -490,7 +490,7 @@ def load_probe_target(
             run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else None
     if ck is None:
         backbone = build_backbone(resolved)
-        pretrained = getattr(resolved.backbone.params, "pretrained", None)
+        pretrained = resolved.backbone.cls.pretrained_file(resolved.backbone.params)
         weights = f"weights {pretrained}" if pretrained else "untrained"
         label = f"{resolved.backbone.name} ({weights})"
         return ProbeTarget(resolved, backbone, label, None)
@@ -521,7 +521,7 @@ def build_backbone(resolved: Any, load_weights: bool = True) -> Any:
     """
     comp = resolved.backbone
     backbone = comp.cls(comp.params)
-    pretrained = getattr(comp.params, "pretrained", None)
+    pretrained = comp.cls.pretrained_file(comp.params)
     if load_weights and pretrained:
         backbone.load_pretrained(pretrained)
     return backbone

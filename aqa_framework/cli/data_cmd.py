@@ -123,7 +123,7 @@ def cache(
     from aqa_framework.video.cache import FrameCache
 
     resolved = load_and_resolve(spec, set_)
-    cache_dir = getattr(resolved.dataset.params, "cache_dir", None)
+    cache_dir = resolved.dataset.cls.frame_cache_dir(resolved.dataset.params)
     if not cache_dir:
         raise AQAError(
             f"dataset '{resolved.dataset.name}' has no cache_dir: set data.params.cache_dir "

@@ -10,6 +10,7 @@ API_MODULES: tuple[tuple[str, str], ...] = (
     ("aqa_framework.component", "Component identity"),
     ("aqa_framework.targets", "Targets"),
     ("aqa_framework.hookspecs", "Hook specifications"),
+    ("aqa_framework.kinds", "Component kinds"),
     ("aqa_framework.registry", "Registry"),
     ("aqa_framework.plugins", "Plugin loading"),
     ("aqa_framework.spec", "Spec"),

@@ -47,8 +47,7 @@ class TrainedModel:
 def _without_pretrained(resolved: ResolvedSpec) -> None:
     """Drop ``pretrained`` weight paths: the checkpoint supplies every weight."""
     for comp in (resolved.backbone, resolved.aggregator, *resolved.heads.values()):
-        if "pretrained" in type(comp.params).model_fields and comp.params.pretrained:
-            comp.params = comp.params.model_copy(update={"pretrained": None})
+        comp.params = comp.cls.without_pretrained(comp.params)
 
 
 def _stored_spec(ckpt: Checkpoint, source: str) -> dict[str, Any]:
@@ -167,39 +166,24 @@ def evaluate_split(
 def load_video(trained: TrainedModel, path: str | Path) -> torch.Tensor:
     """Turn a video file (or frame folder) into one model input ``(N, C, T, H, W)``.
 
-    Clip datasets that keep the default ``load_video`` read it with their loader settings
-    alone (no dataset files needed); other datasets open their evaluation split and use
-    their own ``load_video``. A video whose frames differ in size from the training videos
-    (recorded in the checkpoint) is first resized to their size when the dataset crops
-    without resizing, so that the crop covers the field of view the model was trained on;
-    see :meth:`~aqa_framework.video.loader.ClipLoader.load_any`.
+    Every dataset does it through its
+    :meth:`~aqa_framework.interfaces.VideoDataset.read_video`, with the params stored in the
+    checkpoint and the frame size of the training videos recorded there, so that a video of
+    another size gets the field of view the model was trained on (see
+    :meth:`~aqa_framework.video.loader.ClipLoader.load_any`); the dataset's files are not
+    needed.
 
     Raises:
         DataError: If the video does not exist or cannot be read.
+        PredictNotSupported: If the dataset cannot read arbitrary videos.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"video not found: {path}")
     comp = trained.resolved.dataset
-    cls = comp.cls
-    try:
-        from aqa_framework.video.dataset import ClipDataset
-        from aqa_framework.video.loader import ClipLoader
-    except ImportError:  # pragma: no cover - the video package ships with the framework
-        ClipDataset = ClipLoader = None  # noqa: N806
-    if (
-        ClipDataset is not None
-        and issubclass(cls, ClipDataset)
-        and (cls.load_video is ClipDataset.load_video)
-    ):
-        loader = ClipLoader.from_params(
-            comp.params, frame_pattern=cls.frame_pattern, first_index=cls.first_frame_number
-        )
-        return loader.load_any(path, frame_size=trained.checkpoint.meta.get("frame_size"))
-    from aqa_framework.builder import open_dataset
-
-    dataset = open_dataset(trained.resolved, trained.resolved.spec.eval.split, train=False)
-    return dataset.load_video(path)
+    size = trained.checkpoint.meta.get("frame_size")
+    frame_size = (int(size[0]), int(size[1])) if size else None
+    return comp.cls.read_video(comp.params, path, frame_size=frame_size)
 
 
 @torch.no_grad()

@@ -22,9 +22,9 @@ from pydantic import BaseModel, ValidationError
 
 from aqa_framework.data.skipping import skipped_sample
 from aqa_framework.errors import DataError
-from aqa_framework.interfaces import VideoDataset
+from aqa_framework.interfaces import VideoDataset, _overrides_load_video
 from aqa_framework.targets import Targets
-from aqa_framework.video.loader import ClipLoader
+from aqa_framework.video.loader import ClipLoader, frame_naming
 from aqa_framework.video.params import VideoParams, video_input_shape
 
 __all__ = ["ClipDataset", "DataSkipWarning", "SampleRecord", "ScoreRangeWarning"]
@@ -81,7 +81,12 @@ class ClipDataset(VideoDataset):
 
     Subclasses implement :meth:`build_records` and :meth:`build_targets`. Frame folders use
     :attr:`frame_pattern` / :attr:`first_frame_number`, unless the params have fields of the
-    same names, which take precedence.
+    same names, which take precedence (see :meth:`frame_files`).
+
+    Attributes:
+        frame_pattern: File name pattern of the frames in a frame folder (formatted with
+            ``index``).
+        first_frame_number: Number in the name of a folder's first frame.
     """
 
     Params: ClassVar[type[VideoParams]] = VideoParams
@@ -112,10 +117,56 @@ class ClipDataset(VideoDataset):
             records = [r for r in records if r.key not in bad]
         self.records: list[SampleRecord] = records
         self._warn_out_of_range()
-        self._loader = ClipLoader.from_params(
-            params, frame_pattern=self.frame_pattern, first_index=self.first_frame_number
-        )
+        self._loader = self.clip_loader(params)
         self._bad: dict[int, str] = {}  # index -> why it cannot be loaded (on_error: skip)
+
+    @classmethod
+    def frame_files(cls, params: VideoParams) -> tuple[str, int]:
+        """``(frame_pattern, first_frame_number)`` of the frame folders these params read.
+
+        The params' ``frame_pattern`` and ``first_frame_number`` fields when they declare
+        them, else the class attributes of the same names.
+
+        Args:
+            params: Validated :attr:`Params`.
+        """
+        return frame_naming(params, cls.frame_pattern, cls.first_frame_number)
+
+    @classmethod
+    def clip_loader(cls, params: VideoParams) -> ClipLoader:
+        """The loader that reads this dataset's clips for these params.
+
+        Args:
+            params: Validated :attr:`Params`.
+        """
+        pattern, first = cls.frame_files(params)
+        return ClipLoader.from_params(params, frame_pattern=pattern, first_index=first)
+
+    @classmethod
+    def read_video(
+        cls,
+        params: BaseModel,
+        path: str | Path,
+        *,
+        frame_size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Clips of an arbitrary video (its last ``window`` frames) with evaluation transforms.
+
+        Read with the loader settings of the params alone (no dataset files). A video of
+        another size than ``frame_size`` is given the field of view of training, see
+        :meth:`~aqa_framework.video.loader.ClipLoader.load_any`.
+
+        Args:
+            params: Validated :attr:`Params`.
+            path: A video file or a frame folder.
+            frame_size: ``(width, height)`` of the training videos' frames, if known.
+
+        Returns:
+            ``float32 (N, C, T, H, W)``.
+        """
+        if _overrides_load_video(cls):  # a subclass written for 0.1
+            return super().read_video(params, path, frame_size=frame_size)
+        return cls.clip_loader(params).load_any(path, frame_size=frame_size)  # type: ignore[arg-type]
 
     @classmethod
     def input_shape(cls, params: BaseModel) -> tuple[int, ...] | None:
@@ -233,6 +284,8 @@ class ClipDataset(VideoDataset):
 
     def load_video(self, path: str | Path) -> torch.Tensor:
         """Clips of an arbitrary video (its last ``window`` frames) with evaluation transforms.
+
+        :meth:`read_video` with this split's loader and :meth:`frame_size`.
 
         Args:
             path: A video file or a frame folder.

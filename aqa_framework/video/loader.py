@@ -26,9 +26,29 @@ from aqa_framework.video.readers import FrameReader, ReaderPool, open_reader
 from aqa_framework.video.sampling import TemporalSampling
 from aqa_framework.video.transforms import FrameTransform
 
-__all__ = ["CACHE_FORMAT_VERSION", "ClipLoader", "FieldOfViewWarning"]
+__all__ = ["CACHE_FORMAT_VERSION", "ClipLoader", "FieldOfViewWarning", "frame_naming"]
 
 CACHE_FORMAT_VERSION = 2
+
+
+def frame_naming(
+    params: VideoParams, frame_pattern: str = "{index:06d}.jpg", first_index: int = 1
+) -> tuple[str, int]:
+    """How the frame files of a frame folder are named, for a dataset's params.
+
+    Params that declare ``frame_pattern`` or ``first_frame_number`` fields (datasets whose
+    frame naming the user may set) take precedence over the given defaults.
+
+    Args:
+        params: The dataset's validated params.
+        frame_pattern: File name pattern (formatted with ``index``) unless the params set it.
+        first_index: Number in the name of frame 0 unless the params set it.
+
+    Returns:
+        ``(frame_pattern, first_index)``.
+    """
+    values = dict(params)
+    return values.get("frame_pattern", frame_pattern), values.get("first_frame_number", first_index)
 
 
 class FieldOfViewWarning(UserWarning):
@@ -83,10 +103,12 @@ class ClipLoader:
 
         Args:
             params: The dataset's validated params.
-            frame_pattern: Frame file pattern, unless ``params.frame_pattern`` exists.
-            first_index: Number of the first frame file, unless ``params.first_frame_number``
-                exists.
+            frame_pattern: Frame file pattern, unless the params declare ``frame_pattern``
+                (see :func:`frame_naming`).
+            first_index: Number of the first frame file, unless the params declare
+                ``first_frame_number``.
         """
+        frame_pattern, first_index = frame_naming(params, frame_pattern, first_index)
         transform = FrameTransform(
             resize=params.resize,
             crop=params.crop_hw,
@@ -98,8 +120,8 @@ class ClipLoader:
             transform,
             flip=params.flip,
             cache_dir=expand_path(params.cache_dir) if params.cache_dir else None,
-            frame_pattern=getattr(params, "frame_pattern", frame_pattern),
-            first_index=getattr(params, "first_frame_number", first_index),
+            frame_pattern=frame_pattern,
+            first_index=first_index,
             decode_threads=params.decode_threads,
         )
 

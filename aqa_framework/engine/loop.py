@@ -160,6 +160,151 @@ def _gradients_finite(model: nn.Module, grad_clip: float | None) -> bool:
     return bool(torch.isfinite(norm))
 
 
+def _never() -> bool:
+    return False
+
+
+@dataclass
+class EpochOptions:
+    """How :func:`train_one_epoch` trains, besides what it trains with.
+
+    Attributes:
+        grad_clip: Clip the gradient norm to this value.
+        max_steps: Stop after this many steps.
+        progress: Progress display.
+        should_stop: Polled after every step; ``True`` abandons the epoch.
+        description: Label of the batch bar.
+        guard: Counter of consecutive non-finite steps (default: a fresh one, limit 10).
+    """
+
+    grad_clip: float | None = None
+    max_steps: int | None = None
+    progress: TrainingProgress | None = None
+    should_stop: Callable[[], bool] = _never
+    description: str = "train"
+    guard: NonFiniteGuard | None = None
+
+    def __post_init__(self) -> None:
+        if self.guard is None:
+            self.guard = NonFiniteGuard()
+
+
+@dataclass
+class _EpochRun:
+    """The training steps of one epoch and what they add up to."""
+
+    model: nn.Module
+    forward: Callable[..., dict]
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    precision: str
+    ctx: DistContext
+    options: EpochOptions
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    seen: int = 0
+    counted: int = 0  # samples of the steps that updated the weights
+    nonfinite_steps: int = 0
+    skipped_samples: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def step(self, step: int, batch: Any) -> bool:
+        """Train on one batch; ``False`` if every process's batch had no sample to train on.
+
+        Raises:
+            NonFiniteLoss: When ``guard.limit`` consecutive steps were not finite.
+        """
+        self.skipped_samples += len(batch.get(SKIPPED, ())) if isinstance(batch, dict) else 0
+        # a batch whose every sample was left out (on_error: skip): every rank skips the step
+        if D.any_true(isinstance(batch, dict) and "video" not in batch, self.ctx):
+            return False
+        total, per_task, n = self._backward(to_device(batch, self.device))
+        self.seen += n
+        if self._finite(total):
+            self._update(total, per_task, n)
+        else:
+            self._reject(step, total, per_task)
+        return True
+
+    def _backward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        """Forward pass, loss and gradients; returns the losses and the batch size."""
+        video = batch["video"]
+        with autocast(self.device, self.precision):
+            outputs = self.forward(video, batch)
+            total, per_task = self.model.loss(outputs, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        return total, per_task, int(video.shape[0])
+
+    def _finite(self, total: torch.Tensor) -> bool:
+        """Whether the step may update the weights (clipping the gradients if asked)."""
+        grad_clip = self.options.grad_clip
+        # every rank takes the same decision (DDP: the gradients are already averaged)
+        finite = not D.any_true(not bool(torch.isfinite(total.detach())), self.ctx)
+        if finite and grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+        if finite and self.precision != "fp16":
+            finite = _gradients_finite(self.model, grad_clip)
+        elif finite and grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), grad_clip)
+        return finite
+
+    def _update(self, total: torch.Tensor, per_task: dict[str, torch.Tensor], n: int) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.options.guard.consecutive = 0
+        self.counted += n
+        for name, value in {"loss": total, **per_task}.items():
+            contrib = value.detach().float() * n
+            self.sums[name] = self.sums[name] + contrib if name in self.sums else contrib
+
+    def _reject(self, step: int, total: torch.Tensor, per_task: dict[str, torch.Tensor]) -> None:
+        """A non-finite step: no update; stop after ``guard.limit`` in a row."""
+        self.optimizer.zero_grad(set_to_none=True)
+        for name in ("loss", *per_task):  # the epoch still reports every loss (NaN)
+            self.sums.setdefault(name, torch.zeros((), device=self.device))
+        self.nonfinite_steps += 1
+        guard = self.options.guard
+        guard.consecutive += 1
+        if guard.limit is not None and guard.consecutive >= guard.limit:
+            if self.options.progress is not None:
+                self.options.progress.end_bar()
+            raise NonFiniteLoss(guard.consecutive, step + 1, _describe_nonfinite(total, per_task))
+
+    def show(self, step: int, steps: int) -> None:
+        """Advance the batch bar (with the running losses and throughput now and then)."""
+        progress = self.options.progress
+        if progress is None:
+            return
+        refresh = 1 if self.device.type == "cpu" else 10
+        if progress.bars and (step % refresh == 0 or step + 1 == steps):
+            means = {k: float(v) / max(self.counted, 1) for k, v in self.sums.items()}
+            rate = self.seen * self.ctx.world_size / max(time.perf_counter() - self.start, 1e-9)
+            progress.step(f"{_format_losses(means)} | {rate:.1f} samples/s")
+        else:
+            progress.step()
+
+    def stats(self, seconds: float) -> EpochStats:
+        """The epoch's losses and counts, summed over every process."""
+        totals = sum_across(
+            {k: float(v) for k, v in self.sums.items()}
+            | {
+                "__n": float(self.seen),
+                "__counted": float(self.counted),
+                "__steps": float(self.nonfinite_steps),
+                "__samples": float(self.skipped_samples),
+            },
+            self.ctx,
+        )
+        n_all = totals.pop("__n")
+        n_counted = totals.pop("__counted")
+        nonfinite = int(totals.pop("__steps")) // max(self.ctx.world_size, 1)
+        left_out = int(totals.pop("__samples"))
+        losses = {k: (v / n_counted if n_counted else math.nan) for k, v in totals.items()}
+        ordered = {"loss": losses.pop("loss", math.nan), **losses}
+        return EpochStats(ordered, int(n_all), seconds, nonfinite, left_out)
+
+
 def train_one_epoch(
     *,
     model: nn.Module,
@@ -170,12 +315,7 @@ def train_one_epoch(
     device: torch.device,
     precision: str,
     ctx: DistContext,
-    grad_clip: float | None = None,
-    max_steps: int | None = None,
-    progress: TrainingProgress | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-    description: str = "train",
-    guard: NonFiniteGuard | None = None,
+    **options: Any,
 ) -> EpochStats:
     """Train for one epoch.
 
@@ -193,103 +333,34 @@ def train_one_epoch(
         device: Training device.
         precision: ``fp32``, ``bf16`` or ``fp16``.
         ctx: Distributed context (losses are averaged across ranks).
-        grad_clip: Clip the gradient norm to this value.
-        max_steps: Stop after this many steps.
-        progress: Progress display.
-        should_stop: Polled after every step; ``True`` abandons the epoch.
-        description: Label of the batch bar.
-        guard: Counter of consecutive non-finite steps (default: a fresh one, limit 10).
+        **options: The fields of :class:`EpochOptions`, by name: ``grad_clip``,
+            ``max_steps``, ``progress``, ``should_stop``, ``description``, ``guard``.
 
     Raises:
         StopRequested: When ``should_stop`` returned ``True``.
         NonFiniteLoss: When ``guard.limit`` consecutive steps were not finite.
+        TypeError: For an option :class:`EpochOptions` does not have.
     """
-    guard = guard if guard is not None else NonFiniteGuard()
+    opts = EpochOptions(**options)
     model.train()
-    steps = len(loader) if max_steps is None else min(len(loader), max_steps)
-    if progress is not None:
-        progress.start_bar(description, steps)
-    sums: dict[str, torch.Tensor] = {}
-    seen = 0
-    counted = 0  # samples of the steps that updated the weights
-    skipped_steps = 0
-    skipped_samples = 0
-    refresh = 1 if device.type == "cpu" else 10
-    start = time.perf_counter()
+    steps = len(loader) if opts.max_steps is None else min(len(loader), opts.max_steps)
+    if opts.progress is not None:
+        opts.progress.start_bar(opts.description, steps)
+    run = _EpochRun(model, forward, optimizer, scaler, device, precision, ctx, opts)
     for step, batch in enumerate(loader):
         if step >= steps:
             break
-        skipped_samples += len(batch.get(SKIPPED, ())) if isinstance(batch, dict) else 0
-        # a batch whose every sample was left out (on_error: skip): every rank skips the step
-        if D.any_true(isinstance(batch, dict) and "video" not in batch, ctx):
-            if progress is not None:
-                progress.step()
+        if not run.step(step, batch):
+            if opts.progress is not None:
+                opts.progress.step()
             continue
-        batch = to_device(batch, device)
-        video = batch["video"]
-        with autocast(device, precision):
-            outputs = forward(video, batch)
-            total, per_task = model.loss(outputs, batch)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        # every rank takes the same decision (DDP: the gradients are already averaged)
-        finite = not D.any_true(not bool(torch.isfinite(total.detach())), ctx)
-        if finite and grad_clip is not None:
-            scaler.unscale_(optimizer)
-        if finite and precision != "fp16":
-            finite = _gradients_finite(model, grad_clip)
-        elif finite and grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        n = int(video.shape[0])
-        seen += n
-        if finite:
-            scaler.step(optimizer)
-            scaler.update()
-            guard.consecutive = 0
-            counted += n
-            for name, value in {"loss": total, **per_task}.items():
-                contrib = value.detach().float() * n
-                sums[name] = sums[name] + contrib if name in sums else contrib
-        else:
-            optimizer.zero_grad(set_to_none=True)
-            for name in ("loss", *per_task):  # the epoch still reports every loss (NaN)
-                sums.setdefault(name, torch.zeros((), device=device))
-            skipped_steps += 1
-            guard.consecutive += 1
-            if guard.limit is not None and guard.consecutive >= guard.limit:
-                if progress is not None:
-                    progress.end_bar()
-                raise NonFiniteLoss(
-                    guard.consecutive, step + 1, _describe_nonfinite(total, per_task)
-                )
-        if progress is not None and progress.bars and (step % refresh == 0 or step + 1 == steps):
-            means = {k: float(v) / max(counted, 1) for k, v in sums.items()}
-            rate = seen * ctx.world_size / max(time.perf_counter() - start, 1e-9)
-            progress.step(f"{_format_losses(means)} | {rate:.1f} samples/s")
-        elif progress is not None:
-            progress.step()
-        if should_stop():
+        run.show(step, steps)
+        if opts.should_stop():
             raise StopRequested
-    seconds = time.perf_counter() - start
-    if progress is not None:
-        progress.end_bar()
-    totals = sum_across(
-        {k: float(v) for k, v in sums.items()}
-        | {
-            "__n": float(seen),
-            "__counted": float(counted),
-            "__steps": float(skipped_steps),
-            "__samples": float(skipped_samples),
-        },
-        ctx,
-    )
-    n_all = totals.pop("__n")
-    n_counted = totals.pop("__counted")
-    nonfinite = int(totals.pop("__steps")) // max(ctx.world_size, 1)
-    left_out = int(totals.pop("__samples"))
-    losses = {k: (v / n_counted if n_counted else math.nan) for k, v in totals.items()}
-    ordered = {"loss": losses.pop("loss", math.nan), **losses}
-    return EpochStats(ordered, int(n_all), seconds, nonfinite, left_out)
+    seconds = time.perf_counter() - run.start
+    if opts.progress is not None:
+        opts.progress.end_bar()
+    return run.stats(seconds)
 
 
 @torch.no_grad()

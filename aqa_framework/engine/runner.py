@@ -5,6 +5,10 @@ torchrun), open the data (train / validation / test), build the model, optimizer
 train with checkpoints at epoch ends, pick the epoch (:mod:`.selection`), evaluate it on the
 final split and write the report. ``resume`` continues an interrupted run from its last complete
 checkpoint with the same generator states, so it ends with the metrics of an uninterrupted run.
+
+The pieces live in their own modules: :mod:`.train_state` (what is saved and restored),
+:mod:`.epoch_policy` (what the end of an epoch does) and :mod:`.results` (what a finished run
+writes); this module claims the run folder, opens the data and runs the epochs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from rich.console import Console
@@ -23,17 +27,16 @@ from aqa_framework.engine import distributed as D
 from aqa_framework.engine.checkpoint import (
     CHECKPOINTS_DIR,
     Checkpoint,
-    checkpoint_epoch,
-    copy_checkpoint,
     find_checkpoint,
     load_checkpoint,
     load_weights,
     remove_temporaries,
-    save_checkpoint,
 )
 from aqa_framework.engine.environment import collect_environment
+from aqa_framework.engine.epoch_policy import EpochPolicy, epoch_record
 from aqa_framework.engine.loaders import EpochLoader, eval_loader, resolve_num_workers
 from aqa_framework.engine.loop import (
+    EpochStats,
     EvalResult,
     NonFiniteGuard,
     NonFiniteLoss,
@@ -41,32 +44,21 @@ from aqa_framework.engine.loop import (
     evaluate,
     train_one_epoch,
 )
-from aqa_framework.engine.optim import (
-    build_optimizer,
-    build_scheduler,
-    current_lr,
-    load_optimizer_state,
-    restore_scheduler,
-)
-from aqa_framework.engine.precision import (
-    configure_backends,
-    grad_scaler,
-    resolve_device,
-    resolve_precision,
-)
+from aqa_framework.engine.optim import current_lr
+from aqa_framework.engine.precision import configure_backends, resolve_device, resolve_precision
 from aqa_framework.engine.progress import TrainingProgress
-from aqa_framework.engine.report import ReportInputs, write_report
+from aqa_framework.engine.results import RunResults, write_results
 from aqa_framework.engine.run_folder import (
     ENVIRONMENT_FILE,
-    RESULTS_FILE,
     RunFolder,
     create_run_folder,
     default_run_name,
 )
 from aqa_framework.engine.run_lock import RunLock
-from aqa_framework.engine.seeding import get_rng_state, seed_everything, set_rng_state
-from aqa_framework.engine.selection import Selection, describe_selection, resolve_selection
+from aqa_framework.engine.seeding import seed_everything
+from aqa_framework.engine.selection import Selection, resolve_selection
 from aqa_framework.engine.signals import GracefulStop, TrainingInterrupted
+from aqa_framework.engine.train_state import TrainState, repair_best
 from aqa_framework.errors import AQAError, CheckpointError, SpecError, TrainingDiverged
 from aqa_framework.resolve import ResolvedSpec
 from aqa_framework.spec import Spec, dump_spec
@@ -140,6 +132,24 @@ class _Data:
     input_shape: tuple[int, ...] | None = None
 
 
+@dataclass
+class _Controls:
+    """What an epoch polls and reports to.
+
+    The stop request, the progress display and the counter of non-finite steps (which
+    carries over epoch ends).
+    """
+
+    stop: GracefulStop
+    progress: TrainingProgress
+    guard: NonFiniteGuard
+    ctx: D.DistContext
+
+    def should_stop(self) -> bool:
+        """Whether any process was asked to stop."""
+        return D.any_true(self.stop.requested is not None, self.ctx)
+
+
 def _frame_size(dataset: Any) -> list[int] | None:
     """The dataset's video frame size ``[width, height]`` for ``aqa predict``, if it knows it."""
     try:
@@ -200,8 +210,14 @@ class _Run:
         self.device = device
         self.console = console
         self.precision = resolve_precision(self.spec.train.precision, device)
-        self.saved_epoch = 0
         self.lock: RunLock | None = None
+        # set up by execute()
+        self.folder: RunFolder
+        self.forward: Any = None
+        self.eval_forward: Any = None
+        self.train_loader: EpochLoader
+        self.loaders: dict[str, Any] = {}
+        self.meta: dict[str, Any] = {}
 
     def release(self) -> None:
         """Drop the run folder's lock (rank 0)."""
@@ -209,11 +225,31 @@ class _Run:
             self.lock.release()
             self.lock = None
 
-    # ------------------------------------------------------------------ setup
     def log(self, message: str) -> None:
         if self.ctx.is_main:
             self.console.print(message, highlight=False, markup=False)
 
+    # ------------------------------------------------------------------ main
+    def execute(self, run_dir: str | Path | None, resume: str | Path | None) -> Path:
+        spec = self.spec
+        heads = {task: head.cls for task, head in self.resolved.heads.items()}
+        selection = resolve_selection(spec, has_val=spec.data.val_fraction > 0, heads=heads)
+        folder, ckpt = self._folder(run_dir, resume)
+        self.folder = folder
+        configure_backends(self.device)
+        data = self._data()
+        state = self._start(ckpt, data)
+        policy = EpochPolicy.from_spec(spec, selection, has_val=data.val is not None)
+        started = time.perf_counter()
+        self._train(state, policy)
+        train_seconds = time.perf_counter() - started
+        result = self._final(state.model, state.best)
+        if self.ctx.is_main:
+            self._write_results(data, state, selection, result, train_seconds)
+        D.barrier(self.ctx)
+        return folder.path
+
+    # ------------------------------------------------------------------ run folder
     def _folder(
         self, run_dir: str | Path | None, resume: str | Path | None
     ) -> tuple[RunFolder, Checkpoint | None]:
@@ -236,8 +272,13 @@ class _Run:
         folder = RunFolder(folder_path)
         if ckpt_path is None:
             return folder, None
-        spec = self.spec
         ckpt = load_checkpoint(ckpt_path, training_state=True)
+        self._check_resumable(folder, ckpt)
+        return folder, ckpt
+
+    def _check_resumable(self, folder: RunFolder, ckpt: Checkpoint) -> None:
+        """Refuse to resume with a spec that computes something else, or fewer epochs."""
+        spec = self.spec
         stored = absolute_raw_paths(ckpt.spec, self.resolved)
         problems = spec_differences(stored, _spec_dict(spec))
         if problems:
@@ -263,7 +304,6 @@ class _Run:
                 ],
                 source=self.resolved.source,
             )
-        return folder, ckpt
 
     def _claim(
         self, run_dir: str | Path | None, resume: str | Path | None
@@ -273,28 +313,9 @@ class _Run:
         Returns:
             The run folder and the checkpoint to resume from (``None`` for a fresh start).
         """
-        spec = self.spec
         if resume is not None:
-            resume = Path(resume)
-            if not resume.exists():
-                raise CheckpointError(f"cannot resume: {resume} does not exist")
-            folder = RunFolder(_run_folder_of(resume))
-            if not folder.is_run_folder():
-                raise CheckpointError(f"cannot resume: {folder.path} is not a run folder")
-            if run_dir is not None and Path(run_dir).resolve() != folder.path.resolve():
-                raise CheckpointError(
-                    f"--run-dir {run_dir} and --resume {resume} name different run folders"
-                )
-            self._lock(folder)
-            remove_temporaries(folder.checkpoints)
-            if folder.is_unstarted_run() and resume.resolve() == folder.path.resolve():
-                folder.clear_unstarted()
-                self.log(
-                    f"{folder.path} holds no checkpoint yet (the run stopped in its first "
-                    "epoch): starting it from the beginning"
-                )
-                return str(folder.path), None
-            return str(folder.path), str(find_checkpoint(resume, prefer=("last",)))
+            return self._claim_resumed(Path(resume), run_dir)
+        spec = self.spec
         if run_dir is None and not spec.output.name:
             folder = create_run_folder(spec.output.dir, default_run_name(self.resolved.source))
         else:
@@ -314,9 +335,32 @@ class _Run:
         remove_temporaries(folder.checkpoints)
         return str(folder.path), None
 
+    def _claim_resumed(self, resume: Path, run_dir: str | Path | None) -> tuple[str, str | None]:
+        """Rank 0: lock the run folder of ``resume`` and find its last checkpoint."""
+        if not resume.exists():
+            raise CheckpointError(f"cannot resume: {resume} does not exist")
+        folder = RunFolder(_run_folder_of(resume))
+        if not folder.is_run_folder():
+            raise CheckpointError(f"cannot resume: {folder.path} is not a run folder")
+        if run_dir is not None and Path(run_dir).resolve() != folder.path.resolve():
+            raise CheckpointError(
+                f"--run-dir {run_dir} and --resume {resume} name different run folders"
+            )
+        self._lock(folder)
+        remove_temporaries(folder.checkpoints)
+        if folder.is_unstarted_run() and resume.resolve() == folder.path.resolve():
+            folder.clear_unstarted()
+            self.log(
+                f"{folder.path} holds no checkpoint yet (the run stopped in its first "
+                "epoch): starting it from the beginning"
+            )
+            return str(folder.path), None
+        return str(folder.path), str(find_checkpoint(resume, prefer=("last",)))
+
     def _lock(self, folder: RunFolder) -> None:
         self.lock = RunLock(folder.path).acquire()
 
+    # ------------------------------------------------------------------ setup
     def _data(self) -> _Data:
         from aqa_framework.builder import dataset_input_shape, open_dataset
         from aqa_framework.data.subsets import train_val_indices
@@ -344,23 +388,30 @@ class _Run:
             shape = tuple(test[0]["video"].shape)
         return _Data(train, val, test, full.targets, sizes, shape)
 
-    # ------------------------------------------------------------------ main
-    def execute(self, run_dir: str | Path | None, resume: str | Path | None) -> Path:
-        spec = self.spec
-        heads = {task: head.cls for task, head in self.resolved.heads.items()}
-        selection = resolve_selection(spec, has_val=spec.data.val_fraction > 0, heads=heads)
-        folder, ckpt = self._folder(run_dir, resume)
-        self.folder = folder
-        configure_backends(self.device)
-        data = self._data()
+    def _start(self, ckpt: Checkpoint | None, data: _Data) -> TrainState:
+        """Build the training state (restored from ``ckpt``), record the start, open loaders."""
         if ckpt is not None and ckpt.meta["targets"] != data.targets.model_dump(mode="json"):
             raise CheckpointError(
-                f"cannot resume {folder.path}: the dataset's targets changed since the run "
+                f"cannot resume {self.folder.path}: the dataset's targets changed since the run "
                 "started (different classes, score range or vocabulary)"
             )
+        state = self._build_state(data)
+        if ckpt is not None:
+            state.restore(ckpt, self.spec.train, self.ctx, self.log)
+            repair_best(self.folder, ckpt, state.best, self.ctx)
+            self.log(f"Resuming {self.folder.path} after epoch {state.epoch} ({ckpt.path.name})")
+        if self.ctx.is_main:
+            self._write_start(ckpt, state)
+        self._prepare_forward(state.model)
+        self._prepare_loaders(data)
+        self.meta = self._checkpoint_meta(data)
+        return state
 
-        from aqa_framework.builder import build_model, count_parameters
+    def _build_state(self, data: _Data) -> TrainState:
+        """The model (seeded with ``spec.seed``), its optimizer, schedule and scaler."""
+        from aqa_framework.builder import build_model
 
+        spec = self.spec
         seed_everything(spec.seed)
         model = build_model(
             self.resolved, data.targets, device=self.device, input_shape=data.input_shape
@@ -369,56 +420,10 @@ class _Run:
             model.to_channels_last()
         if self.ctx.world_size > 1:
             seed_everything((spec.seed + 7919 * self.ctx.rank) % 2**32)
-        optimizer = build_optimizer(model, spec.train)
-        scheduler = build_scheduler(optimizer, spec.train)
-        scaler = grad_scaler(self.device, self.precision)
+        return TrainState.for_model(model, spec.train, self.device, self.precision)
 
-        history: list[dict[str, Any]] = []
-        best: dict[str, Any] | None = None
-        start_epoch = 0
-        if ckpt is not None:
-            load_weights(model, ckpt.model_state, ckpt.path)
-            state = ckpt.training_state or {}
-            started_epochs = int(ckpt.spec.get("train", {}).get("epochs", spec.train.epochs))
-            try:
-                load_optimizer_state(optimizer, state["optimizer"])
-                if (
-                    scheduler is not None
-                    and state.get("scheduler") is not None
-                    and restore_scheduler(
-                        scheduler, state["scheduler"], spec.train, started_epochs, ckpt.epoch
-                    )
-                ):
-                    self.log(
-                        f"train.epochs changed from {started_epochs} to {spec.train.epochs}: "
-                        f"the learning-rate schedule now spans {spec.train.epochs} epochs "
-                        f"(epoch {ckpt.epoch + 1} starts at lr {current_lr(optimizer):.4g})"
-                    )
-                if state.get("scaler"):
-                    scaler.load_state_dict(state["scaler"])
-            except (KeyError, ValueError, RuntimeError) as exc:
-                raise CheckpointError(
-                    f"training state in {ckpt.path} does not fit: {exc}"
-                ) from None
-            rngs = state.get("rng") or []
-            if len(rngs) == self.ctx.world_size:
-                set_rng_state(rngs[self.ctx.rank])
-            else:
-                self.log(
-                    f"note: the run had {len(rngs)} process(es), now {self.ctx.world_size}; "
-                    "random streams restart from the seed"
-                )
-            history = list(ckpt.meta.get("history", []))[: ckpt.epoch]
-            best = ckpt.meta.get("best")
-            self._repair_best(folder, ckpt, best)
-            start_epoch = ckpt.epoch
-            self.saved_epoch = ckpt.epoch
-            self.log(f"Resuming {folder.path} after epoch {start_epoch} ({ckpt.path.name})")
-
-        self.history = history
-        if self.ctx.is_main:
-            self._write_start(folder, ckpt, model, count_parameters)
-
+    def _prepare_forward(self, model: torch.nn.Module) -> None:
+        """What runs the forward passes: the model, its DDP wrapper, their compiled forms."""
         forward: Any = model
         if self.ctx.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -427,17 +432,20 @@ class _Run:
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         eval_forward: Any = model
-        if spec.train.compile:
+        if self.spec.train.compile:
             forward = torch.compile(forward)
             eval_forward = torch.compile(model)
+        self.forward, self.eval_forward = forward, eval_forward
 
+    def _prepare_loaders(self, data: _Data) -> None:
+        spec = self.spec
         pin = self.device.type == "cuda"
         workers = resolve_num_workers(spec.data.num_workers, self.device, self.ctx.world_size)
-        train_loader = EpochLoader(
+        self.train_loader = EpochLoader(
             data.train, spec.data.batch_size, workers, spec.seed, self.ctx, pin
         )
         ebs = spec.data.eval_batch_size or spec.data.batch_size
-        loaders = {
+        self.loaders = {
             "val": eval_loader(data.val, ebs, workers, self.ctx, pin)
             if data.val is not None
             else None,
@@ -449,9 +457,10 @@ class _Run:
             + (f", {self.ctx.world_size} processes" if self.ctx.enabled else "")
         )
 
-        epochs = spec.train.epochs
-        meta_base = {
-            "spec": _spec_dict(spec),
+    def _checkpoint_meta(self, data: _Data) -> dict[str, Any]:
+        """What every checkpoint of the run stores besides its epoch."""
+        return {
+            "spec": _spec_dict(self.spec),
             "targets": data.targets.model_dump(mode="json"),
             "task_kinds": {t: h.cls.target_kind for t, h in self.resolved.heads.items()},
             "dataset": self.resolved.dataset.name,
@@ -459,195 +468,18 @@ class _Run:
             "frame_size": _frame_size(data.test),
             "world_size": self.ctx.world_size,
         }
-        started = time.perf_counter()
-        enabled = self.ctx.is_main
-        with (
-            GracefulStop(on_request=self._on_signal) as stop,
-            TrainingProgress(self.console, epochs, enabled=enabled) as progress,
-        ):
-            progress.set_completed_epochs(start_epoch)
 
-            def should_stop() -> bool:
-                return D.any_true(stop.requested is not None, self.ctx)
+    def _write_start(self, ckpt: Checkpoint | None, state: TrainState) -> None:
+        """Rank 0: write the spec, the environment (a resume is appended) and the history."""
+        import json
 
-            guard = NonFiniteGuard(spec.train.max_nonfinite_steps)
-            for epoch in range(start_epoch, epochs):
-                lr = current_lr(optimizer)
-                try:
-                    stats = train_one_epoch(
-                        model=model,
-                        forward=forward,
-                        loader=train_loader.epoch(epoch),
-                        optimizer=optimizer,
-                        scaler=scaler,
-                        device=self.device,
-                        precision=self.precision,
-                        ctx=self.ctx,
-                        grad_clip=spec.train.grad_clip,
-                        max_steps=spec.train.max_steps_per_epoch,
-                        progress=progress,
-                        should_stop=should_stop,
-                        description=f"epoch {epoch + 1}/{epochs}",
-                        guard=guard,
-                    )
-                except StopRequested:
-                    self._interrupted(stop.requested or "a signal", epoch + 1, history)
-                except NonFiniteLoss as exc:
-                    self._diverged(exc, epoch + 1)
-                record: dict[str, Any] = {
-                    "epoch": epoch + 1,
-                    "lr": lr,
-                    "train": stats.losses,
-                    "samples_per_s": round(stats.samples_per_second, 3),
-                    "time_s": round(stats.seconds, 3),
-                }
-                if stats.nonfinite_steps:
-                    record["nonfinite_steps"] = stats.nonfinite_steps
-                if stats.skipped_samples:
-                    record["skipped_samples"] = stats.skipped_samples
-                last = epoch + 1 == epochs
-                is_best = False
-                if (epoch + 1) % spec.eval.every == 0 or last:
-                    splits = []
-                    if data.val is not None:
-                        splits.append("val")
-                    if spec.eval.track_test or selection.split == spec.eval.split:
-                        splits.append(spec.eval.split)
-                    for split in splits:
-                        res = evaluate(
-                            model=model,
-                            loader=loaders[split],
-                            device=self.device,
-                            precision=self.precision,
-                            ctx=self.ctx,
-                            forward=eval_forward,
-                            progress=progress,
-                            description=f"eval {split}",
-                        )
-                        record[split] = res.metrics
-                    if selection.split is not None:
-                        value = selection.value(record[selection.split])
-                        if selection.better(value, best["value"] if best else None):
-                            best = {
-                                "epoch": epoch + 1,
-                                "split": selection.split,
-                                "metric": selection.metric,
-                                "value": value,
-                            }
-                            is_best = True
-                if selection.split is None:  # the last epoch is the selected one
-                    best, is_best = (
-                        {
-                            "epoch": epoch + 1,
-                            "split": None,
-                            "metric": selection.metric,
-                            "value": None,
-                        },
-                        False,
-                    )
-                if scheduler is not None:
-                    metric = None
-                    if selection.split is not None and selection.split in record:
-                        metric = record[selection.split].get(selection.metric)
-                    scheduler.step(epoch + 1, metric)
-                history.append(record)
-                progress.end_epoch(self._summary(record, epochs))
-                save = is_best or last or (epoch + 1) % spec.train.checkpoint_every == 0
-                if save:
-                    self._checkpoint(
-                        model,
-                        optimizer,
-                        scheduler,
-                        scaler,
-                        meta_base,
-                        epoch + 1,
-                        record,
-                        best,
-                        history,
-                        is_best or selection.split is None,
-                    )
-                elif self.ctx.is_main:
-                    folder.write_metrics(history)
-                if stop.requested is not None and not last:
-                    self._interrupted(stop.requested, epoch + 1, history)
-        train_seconds = time.perf_counter() - started
+        from aqa_framework.builder import count_parameters
 
-        result = self._final(model, eval_forward, loaders[spec.eval.split], best, epochs)
-        if self.ctx.is_main:
-            self._write_results(
-                folder,
-                data,
-                result,
-                selection,
-                best,
-                history,
-                model,
-                count_parameters,
-                train_seconds,
-            )
-        D.barrier(self.ctx)
-        return folder.path
-
-    # ------------------------------------------------------------------ pieces
-    def _repair_best(self, folder: RunFolder, ckpt: Checkpoint, best: dict | None) -> None:
-        """Re-create ``best`` from ``last`` if a crash came between writing the two."""
-        if not best or best.get("epoch") != ckpt.epoch or ckpt.path.parent != folder.checkpoints:
-            return
-        if checkpoint_epoch(folder.checkpoints / "best") != ckpt.epoch and self.ctx.is_main:
-            copy_checkpoint(folder.checkpoints, ckpt.path.name, "best")
-        D.barrier(self.ctx)
-
-    def _on_signal(self, name: str) -> None:
-        self.log(f"{name} received: stopping after this step (send SIGINT again to stop now)")
-
-    def _interrupted(self, signame: str, epoch: int, history: list) -> None:
-        source = self.resolved.source or "SPEC"
-        saved = self.saved_epoch
-        kept = (
-            f"the checkpoint of epoch {saved} is kept"
-            if saved
-            else "no checkpoint was written yet, so nothing was saved (resuming starts the "
-            "run from the beginning)"
-        )
-        msg = (
-            f"Stopped by {signame} in epoch {epoch}: {kept}. Resume with: aqa run {source} "
-            f"--resume {self.folder.path} (with the same --set options)"
-        )
-        self.log(msg)
-        raise TrainingInterrupted(msg)
-
-    def _diverged(self, exc: NonFiniteLoss, epoch: int) -> None:
-        """Stop a run whose loss stayed non-finite, saying what was kept."""
-        saved = self.saved_epoch
-        kept = (
-            f"the checkpoint of epoch {saved} ({self.folder.checkpoints / 'last'}) is kept "
-            "and nothing later was saved"
-            if saved
-            else "no epoch was complete, so no checkpoint was saved"
-        )
-        raise TrainingDiverged(
-            f"training stopped in epoch {epoch}, step {exc.step}: {exc.what} for "
-            f"{exc.steps} consecutive steps (train.max_nonfinite_steps); those steps did not "
-            f"change the weights. {kept[0].upper()}{kept[1:]}. Lower train.optimizer.lr or set "
-            "train.grad_clip, and check the data's scores."
-        )
-
-    def _summary(self, record: dict[str, Any], epochs: int) -> str:
-        losses = " ".join(f"{k} {v:.4g}" for k, v in record["train"].items())
-        text = f"epoch {record['epoch']}/{epochs} loss: {losses}"
-        for split in ("val", self.spec.eval.split):
-            if split in record:
-                shown = list(record[split].items())[:6]
-                text += f" | {split} " + " ".join(f"{k} {v:.3f}" for k, v in shown)
-        return text + f" | {record['samples_per_s']:.1f} samples/s"
-
-    def _write_start(self, folder: RunFolder, ckpt: Checkpoint | None, model, count) -> None:
+        folder = self.folder
         folder.write_spec(dump_spec(self.spec))
         env = collect_environment(self.device, self.precision, self.ctx.world_size)
-        env["parameters"] = count(model)
+        env["parameters"] = count_parameters(state.model)
         if ckpt is not None:
-            import json
-
             old_path = folder.file(ENVIRONMENT_FILE)
             old = json.loads(old_path.read_text()) if old_path.is_file() else {}
             resumes = old.pop("resumes", [])
@@ -662,121 +494,174 @@ class _Run:
             env = old or env
             env["resumes"] = resumes
         folder.write_json(ENVIRONMENT_FILE, env)
-        folder.write_metrics(self.history)
+        folder.write_metrics(state.history)
         self.log(f"Run folder: {folder.path}")
 
-    def _checkpoint(
-        self, model, optimizer, scheduler, scaler, meta_base, epoch, record, best, history, is_best
-    ) -> None:
-        rngs = D.gather_objects(get_rng_state(), self.ctx)
-        if self.ctx.is_main:
-            state = {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "rng": rngs,
-            }
-            meta = {
-                **meta_base,
-                "epoch": epoch,
-                "metrics": record,
-                "best": best,
-                "history": history,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            save_checkpoint(
-                self.folder.checkpoints,
-                "last",
-                model.state_dict(),
-                meta,
-                state,
-                also_as=("best",) if is_best else (),
-            )
-            self.folder.write_metrics(history)
-        self.saved_epoch = epoch
-        D.barrier(self.ctx)
+    # ------------------------------------------------------------------ epochs
+    def _train(self, state: TrainState, policy: EpochPolicy) -> None:
+        """Train the remaining epochs; a stop request ends the run after the current step."""
+        with (
+            GracefulStop(on_request=self._on_signal) as stop,
+            TrainingProgress(self.console, policy.epochs, enabled=self.ctx.is_main) as progress,
+        ):
+            progress.set_completed_epochs(state.epoch)
+            guard = NonFiniteGuard(self.spec.train.max_nonfinite_steps)
+            controls = _Controls(stop, progress, guard, self.ctx)
+            for epoch in range(state.epoch, policy.epochs):
+                self._epoch(state, policy, controls, epoch)
 
-    def _final(self, model, eval_forward, loader, best, epochs) -> EvalResult:
-        if best is not None and best["epoch"] != epochs:
-            ckpt = load_checkpoint(self.folder.checkpoints / "best", training_state=False)
-            load_weights(model, ckpt.model_state, ckpt.path)
-            self.log(
-                f"Evaluating epoch {ckpt.epoch} (selected) on the {self.spec.eval.split} split"
+    def _epoch(
+        self, state: TrainState, policy: EpochPolicy, controls: _Controls, epoch: int
+    ) -> None:
+        """Train epoch ``epoch`` (from 0), evaluate, select, step the schedule, checkpoint."""
+        done = epoch + 1
+        lr = current_lr(state.optimizer)
+        record = epoch_record(done, lr, self._train_epoch(state, controls, epoch, policy.epochs))
+        for split in policy.splits_to_evaluate(done):
+            record[split] = self._evaluate(state.model, split, controls.progress).metrics
+        decision = policy.end_epoch(done, record, state.best)
+        state.best = decision.best
+        if state.scheduler is not None:
+            state.scheduler.step(done, decision.scheduler_metric)
+        state.history.append(record)
+        state.epoch = done
+        controls.progress.end_epoch(self._summary(record, policy.epochs))
+        if decision.checkpoint:
+            state.save(self.folder, self.meta, self.ctx, also_best=decision.as_best)
+        elif self.ctx.is_main:
+            self.folder.write_metrics(state.history)
+        if controls.stop.requested is not None and not policy.is_last(done):
+            self._interrupted(controls.stop.requested, done, state)
+
+    def _train_epoch(
+        self, state: TrainState, controls: _Controls, epoch: int, epochs: int
+    ) -> EpochStats:
+        """One pass over the training split; a stop request or a diverged loss ends the run."""
+        spec = self.spec
+        try:
+            return train_one_epoch(
+                model=state.model,
+                forward=self.forward,
+                loader=self.train_loader.epoch(epoch),
+                optimizer=state.optimizer,
+                scaler=state.scaler,
+                device=self.device,
+                precision=self.precision,
+                ctx=self.ctx,
+                grad_clip=spec.train.grad_clip,
+                max_steps=spec.train.max_steps_per_epoch,
+                progress=controls.progress,
+                should_stop=controls.should_stop,
+                description=f"epoch {epoch + 1}/{epochs}",
+                guard=controls.guard,
             )
+        except StopRequested:
+            self._interrupted(controls.stop.requested or "a signal", epoch + 1, state)
+        except NonFiniteLoss as exc:
+            self._diverged(exc, epoch + 1, state)
+
+    def _evaluate(
+        self, model: torch.nn.Module, split: str, progress: TrainingProgress | None = None
+    ) -> EvalResult:
         return evaluate(
             model=model,
-            loader=loader,
+            loader=self.loaders[split],
             device=self.device,
             precision=self.precision,
             ctx=self.ctx,
-            forward=eval_forward,
-            description=f"final {self.spec.eval.split}",
+            forward=self.eval_forward,
+            progress=progress,
+            description=f"eval {split}",
+        )
+
+    def _summary(self, record: dict[str, Any], epochs: int) -> str:
+        losses = " ".join(f"{k} {v:.4g}" for k, v in record["train"].items())
+        text = f"epoch {record['epoch']}/{epochs} loss: {losses}"
+        for split in ("val", self.spec.eval.split):
+            if split in record:
+                shown = list(record[split].items())[:6]
+                text += f" | {split} " + " ".join(f"{k} {v:.3f}" for k, v in shown)
+        return text + f" | {record['samples_per_s']:.1f} samples/s"
+
+    # ------------------------------------------------------------------ stops
+    def _on_signal(self, name: str) -> None:
+        self.log(f"{name} received: stopping after this step (send SIGINT again to stop now)")
+
+    def _interrupted(self, signame: str, epoch: int, state: TrainState) -> NoReturn:
+        source = self.resolved.source or "SPEC"
+        saved = state.saved_epoch
+        kept = (
+            f"the checkpoint of epoch {saved} is kept"
+            if saved
+            else "no checkpoint was written yet, so nothing was saved (resuming starts the "
+            "run from the beginning)"
+        )
+        msg = (
+            f"Stopped by {signame} in epoch {epoch}: {kept}. Resume with: aqa run {source} "
+            f"--resume {self.folder.path} (with the same --set options)"
+        )
+        self.log(msg)
+        raise TrainingInterrupted(msg)
+
+    def _diverged(self, exc: NonFiniteLoss, epoch: int, state: TrainState) -> NoReturn:
+        """Stop a run whose loss stayed non-finite, saying what was kept."""
+        saved = state.saved_epoch
+        kept = (
+            f"the checkpoint of epoch {saved} ({self.folder.checkpoints / 'last'}) is kept "
+            "and nothing later was saved"
+            if saved
+            else "no epoch was complete, so no checkpoint was saved"
+        )
+        raise TrainingDiverged(
+            f"training stopped in epoch {epoch}, step {exc.step}: {exc.what} for "
+            f"{exc.steps} consecutive steps (train.max_nonfinite_steps); those steps did not "
+            f"change the weights. {kept[0].upper()}{kept[1:]}. Lower train.optimizer.lr or set "
+            "train.grad_clip, and check the data's scores."
+        )
+
+    # ------------------------------------------------------------------ end
+    def _final(self, model: torch.nn.Module, best: dict[str, Any] | None) -> EvalResult:
+        """Evaluate the selected epoch on the final split (its weights loaded if not the last)."""
+        split = self.spec.eval.split
+        if best is not None and best["epoch"] != self.spec.train.epochs:
+            ckpt = load_checkpoint(self.folder.checkpoints / "best", training_state=False)
+            load_weights(model, ckpt.model_state, ckpt.path)
+            self.log(f"Evaluating epoch {ckpt.epoch} (selected) on the {split} split")
+        return evaluate(
+            model=model,
+            loader=self.loaders[split],
+            device=self.device,
+            precision=self.precision,
+            ctx=self.ctx,
+            forward=self.eval_forward,
+            description=f"final {split}",
         )
 
     def _write_results(
-        self, folder, data, result, selection: Selection, best, history, model, count, train_seconds
+        self,
+        data: _Data,
+        state: TrainState,
+        selection: Selection,
+        result: EvalResult,
+        train_seconds: float,
     ) -> None:
-        spec = self.spec
-        split = spec.eval.split
-        # left out when the split was opened, or when loading failed (on_error: skip)
-        skipped = sorted({*getattr(data.test, "dropped_keys", []), *result.skipped})
-        class_labels = {f: c.labels for f, c in data.targets.classes.items()}
-        folder.write_predictions(result.columns(class_labels))
-        sentence = describe_selection(
-            selection,
-            best if selection.split else None,
-            spec.train.epochs,
-            split,
-            data.sizes.get("val", 0),
-            spec.data.subset_seed,
+        """Rank 0: write the predictions, ``results.json`` and the report."""
+        from aqa_framework.builder import count_parameters
+
+        results = RunResults(
+            result=result,
+            selection=selection,
+            best=state.best,
+            history=state.history,
+            sizes=data.sizes,
+            class_labels={f: c.labels for f, c in data.targets.classes.items()},
+            # left out when the split was opened
+            dropped=list(getattr(data.test, "dropped_keys", [])),
+            parameters=count_parameters(state.model),
+            train_seconds=train_seconds,
+            environment=[
+                f"device: {self.device} ({self.precision})",
+                f"processes: {self.ctx.world_size}",
+            ],
         )
-        folder.write_json(
-            RESULTS_FILE,
-            {
-                "split": split,
-                "samples": len(result.keys),
-                "skipped": {"count": len(skipped), "keys": skipped},
-                "metrics": result.metrics,
-                "epoch": best["epoch"] if best else spec.train.epochs,
-                "selection": {
-                    "split": selection.split,
-                    "metric": selection.metric,
-                    "mode": selection.mode,
-                    "value": best.get("value") if best else None,
-                    "description": sentence,
-                },
-                "train_time_s": round(train_seconds, 2),
-            },
-        )
-        r = self.resolved
-        components = [f"backbone {r.backbone.name}", f"aggregator {r.aggregator.name}"]
-        components += [
-            f"head {t} -> {h.name} (loss weight {h.loss_weight:g})" for t, h in r.heads.items()
-        ]
-        write_report(
-            folder.path,
-            ReportInputs(
-                title=folder.path.name,
-                description=spec.description,
-                spec_source=r.source,
-                components=components,
-                dataset=f"{r.dataset.name}: "
-                + ", ".join(f"{v} {k}" for k, v in data.sizes.items()),
-                selection=sentence,
-                final_split=split,
-                result=result,
-                task_kinds={t: h.cls.target_kind for t, h in r.heads.items()},
-                history=history,
-                environment=[
-                    f"device: {self.device} ({self.precision})",
-                    f"processes: {self.ctx.world_size}",
-                ],
-                parameters=count(model),
-                wall_time_s=train_seconds,
-                samples=spec.eval.report_samples,
-                skipped=skipped,
-            ),
-        )
-        table = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-        left_out = f", {len(skipped)} left out (on_error: skip)" if skipped else ""
-        self.log(f"Final {split} metrics ({len(result.keys)} samples{left_out}): {table}")
+        self.log(write_results(self.folder, self.resolved, results))

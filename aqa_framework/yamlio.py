@@ -22,6 +22,7 @@ Each problem is a :class:`YAMLProblem` with the dotted path of the offending val
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,56 +114,86 @@ def _join(path: str, key: str) -> str:
 
 def _check(root: Any, max_values: int, max_depth: int) -> None:
     """Count values with aliases expanded, bound the depth, find duplicate keys."""
-    import yaml
+    _Walker(max_values, max_depth).visit(root, "", 0, set())
 
-    sizes: dict[int, int] = {}  # id(node) -> expanded size, for nodes already counted
-    total = 0
 
-    def visit(node: Any, path: str, depth: int, active: set[int]) -> int:
-        nonlocal total
-        if depth > max_depth:
-            raise YAMLProblem(f"nested more than {max_depth} levels deep", path, _line(node))
+class _Walker:
+    """Walks a composed YAML node tree, counting values with aliases expanded."""
+
+    def __init__(self, max_values: int, max_depth: int) -> None:
+        self.max_values = max_values
+        self.max_depth = max_depth
+        self.sizes: dict[int, int] = {}  # id(node) -> expanded size, for nodes already counted
+        self.total = 0
+
+    def _count(self, n: int, path: str, node: Any) -> None:
+        self.total += n
+        if self.total > self.max_values:
+            raise _too_many(self.max_values, path, node)
+
+    def visit(self, node: Any, path: str, depth: int, active: set[int]) -> int:
+        """The expanded size of ``node`` (``active``: the nodes that contain it)."""
+        import yaml
+
+        if depth > self.max_depth:
+            raise YAMLProblem(f"nested more than {self.max_depth} levels deep", path, _line(node))
         nid = id(node)
-        if nid in sizes:  # an alias of a node already seen: count its expansion again
-            total += sizes[nid]
-            if total > max_values:
-                raise _too_many(max_values, path, node)
-            return sizes[nid]
+        if nid in self.sizes:  # an alias of a node already seen: count its expansion again
+            self._count(self.sizes[nid], path, node)
+            return self.sizes[nid]
         if nid in active:
             raise YAMLProblem("an alias refers to the value that contains it", path, _line(node))
-        total += 1
-        if total > max_values:
-            raise _too_many(max_values, path, node)
+        self._count(1, path, node)
         size = 1
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.SequenceNode | yaml.MappingNode):
             active.add(nid)
-            for i, item in enumerate(node.value):
-                size += visit(item, _join(path, str(i)), depth + 1, active)
+            for child, child_path in self._children(node, path):
+                size += self.visit(child, child_path, depth + 1, active)
             active.discard(nid)
-        elif isinstance(node, yaml.MappingNode):
-            active.add(nid)
-            seen: dict[tuple[str, str], Any] = {}
-            for key_node, value_node in node.value:
-                name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "<key>"
-                if len(name) > 40:
-                    name = name[:37] + "..."
-                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
-                    ident = (key_node.tag, key_node.value)
-                    if ident in seen:
-                        first = _line(seen[ident])
-                        raise YAMLProblem(
-                            f"duplicate key (first at line {first}, again at line "
-                            f"{_line(key_node)}); each key may appear once in a mapping",
-                            _join(path, name),
-                        )
-                    seen[ident] = key_node
-                size += visit(key_node, path, depth + 1, active)
-                size += visit(value_node, _join(path, name), depth + 1, active)
-            active.discard(nid)
-        sizes[nid] = size
+        self.sizes[nid] = size
         return size
 
-    visit(root, "", 0, set())
+    def _children(self, node: Any, path: str) -> Iterator[tuple[Any, str]]:
+        """The nodes a sequence or mapping holds, with their paths (a mapping's keys and values).
+
+        A mapping's keys are checked for duplicates as the walk reaches them.
+        """
+        import yaml
+
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                yield item, _join(path, str(i))
+            return
+        seen: dict[tuple[str, str], Any] = {}
+        for key_node, value_node in node.value:
+            name = _key_name(key_node)
+            _check_duplicate(key_node, seen, _join(path, name))
+            yield key_node, path
+            yield value_node, _join(path, name)
+
+
+def _key_name(key_node: Any) -> str:
+    """A mapping key as a path element (shortened)."""
+    import yaml
+
+    name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "<key>"
+    return name[:37] + "..." if len(name) > 40 else name
+
+
+def _check_duplicate(key_node: Any, seen: dict[tuple[str, str], Any], path: str) -> None:
+    """Raise if a mapping repeats a (non-merge) scalar key; ``seen`` holds the keys so far."""
+    import yaml
+
+    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+        return
+    ident = (key_node.tag, key_node.value)
+    if ident in seen:
+        raise YAMLProblem(
+            f"duplicate key (first at line {_line(seen[ident])}, again at line "
+            f"{_line(key_node)}); each key may appear once in a mapping",
+            path,
+        )
+    seen[ident] = key_node
 
 
 def _too_many(limit: int, path: str, node: Any) -> YAMLProblem:

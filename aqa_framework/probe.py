@@ -357,6 +357,27 @@ def split_features(
     return features
 
 
+@dataclass
+class ProbeOptions:
+    """How :func:`run_probe` extracts features and labels its table.
+
+    Attributes:
+        pooling: A :class:`~aqa_framework.features.Pooling` (global average by default).
+        cache: A :class:`~aqa_framework.features.FeatureCache` (none by default).
+        device: Where to run the backbone.
+        score: Score to regress (default: each dataset's first score).
+        title: Table title.
+        model_label: How the model is named in the report.
+    """
+
+    pooling: Any = None
+    cache: Any = None
+    device: str = "cpu"
+    score: str | None = None
+    title: str = "Linear probes"
+    model_label: str = ""
+
+
 def run_probe(
     resolved: Any,
     backbone: Any,
@@ -365,12 +386,7 @@ def run_probe(
     train: DataChoice | None = None,
     test: DataChoice | None = None,
     regressor: RegressorConfig | None = None,
-    pooling: Any = None,
-    cache: Any = None,
-    device: str = "cpu",
-    score: str | None = None,
-    title: str = "Linear probes",
-    model_label: str = "",
+    **options: Any,
 ) -> ProbeResult:
     """Probe ``backbone``'s layers: features of the train and test data, one regressor per layer.
 
@@ -381,44 +397,52 @@ def run_probe(
         train: Train samples (default: the spec's data, split ``train``).
         test: Test samples (default: the spec's data, split ``test``).
         regressor: Ridge by default.
-        pooling: A :class:`~aqa_framework.features.Pooling` (global average by default).
-        cache: A :class:`~aqa_framework.features.FeatureCache` (none by default).
-        device: Where to run the backbone.
-        score: Score to regress (default: each dataset's first score).
-        title: Table title.
-        model_label: How the model is named in the report.
+        **options: The fields of :class:`ProbeOptions`, by name: ``pooling``, ``cache``,
+            ``device``, ``score``, ``title``, ``model_label``.
+
+    Raises:
+        DataError: If train and test are the same split of the same data, or share samples.
+        TypeError: For an option :class:`ProbeOptions` does not have.
     """
     from aqa_framework.features import FeatureCache, Pooling, fingerprint_module, resolve_layers
 
+    opts = ProbeOptions(**options)
     names = resolve_layers(backbone, layers)
-    pooling = pooling or Pooling()
-    cache = cache or FeatureCache(None)
+    opts.pooling = opts.pooling or Pooling()
+    opts.cache = opts.cache or FeatureCache(None)
     train = train or DataChoice(None, "train", "spec data [train]")
     test = test or DataChoice(None, "test", "spec data [test]")
     if train.data is None and test.data is None and train.split == test.split:
         raise DataError(f"train and test are the same split ({train.split!r}) of the same data")
     model_hash = fingerprint_module(backbone)
-    sets = []
-    for choice in (train, test):
-        res = _resolved_with_data(resolved, choice.data)
-        sets.append(
-            split_features(backbone, model_hash, res, choice.split, names, pooling, cache, device)
+    sets = [
+        split_features(
+            backbone,
+            model_hash,
+            _resolved_with_data(resolved, choice.data),
+            choice.split,
+            names,
+            opts.pooling,
+            opts.cache,
+            opts.device,
         )
+        for choice in (train, test)
+    ]
     overlap = set(sets[0].keys) & set(sets[1].keys) if train.data == test.data else set()
     if overlap:
         raise DataError(
             f"{len(overlap)} samples are in both the train and the test data "
             f"(e.g. {sorted(overlap)[0]}); a probe must be scored on unseen samples"
         )
-    rows = probe_layers(sets[0], sets[1], names, regressor, score)
+    rows = probe_layers(sets[0], sets[1], names, regressor, opts.score)
     info = {
-        "model": model_label or resolved.backbone.name,
+        "model": opts.model_label or resolved.backbone.name,
         "weights": model_hash,
         "train": f"{train.label} ({len(sets[0])} samples)",
         "test": f"{test.label} ({len(sets[1])} samples)",
-        "pooling": pooling.tag,
+        "pooling": opts.pooling.tag,
     }
-    return ProbeResult(rows, title, info)
+    return ProbeResult(rows, opts.title, info)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -185,17 +185,33 @@ def _write_events(jobs: list[tuple], workers: int) -> int:
     return sum(_write_event(job) for job in jobs)
 
 
+@dataclass(frozen=True)
+class DivingOptions:
+    """How :func:`generate_diving` lays out and writes the dataset.
+
+    Attributes:
+        dives_per_event: Dives per event video.
+        test_fraction: Share of dives in the test split.
+        fps: Frame rate written in the videos.
+        workers: Processes rendering event videos in parallel.
+        overwrite: Replace an existing synthetic dataset at the output folder. Only the files
+            the generator wrote there (listed in its ``synthetic.json``) are replaced or
+            removed; files added to the folder since are kept.
+    """
+
+    dives_per_event: int = 30
+    test_fraction: float = 0.25
+    fps: int = 25
+    workers: int = 1
+    overwrite: bool = False
+
+
 def generate_diving(
     out_dir: str | Path,
     dives: int = 300,
     seed: int = 0,
     size: tuple[int, int] = (96, 72),
-    *,
-    dives_per_event: int = 30,
-    test_fraction: float = 0.25,
-    fps: int = 25,
-    workers: int = 1,
-    overwrite: bool = False,
+    **options: Any,
 ) -> SynthSummary:
     """Write a synthetic diving dataset in the MTL-AQA format.
 
@@ -208,39 +224,26 @@ def generate_diving(
         dives: Number of dives (>= 4).
         seed: Random seed; the same seed gives the same dives and frames.
         size: Frame ``(width, height)``, even numbers >= 32.
-        dives_per_event: Dives per event video.
-        test_fraction: Share of dives in the test split.
-        fps: Frame rate written in the videos.
-        workers: Processes rendering event videos in parallel.
-        overwrite: Replace an existing synthetic dataset at ``out_dir``. Only the files the
-            generator wrote there (listed in its ``synthetic.json``) are replaced or removed;
-            files added to the folder since are kept.
+        **options: The fields of :class:`DivingOptions`, by name: ``dives_per_event``,
+            ``test_fraction``, ``fps``, ``workers``, ``overwrite``.
 
     Returns:
         A :class:`SynthSummary`.
 
     Raises:
         DataError: On bad arguments or if ``out_dir`` exists and may not be replaced.
+        TypeError: For an option :class:`DivingOptions` does not have.
     """
+    opts = DivingOptions(**options)
     width, height = int(size[0]), int(size[1])
-    if width < 32 or height < 32 or width % 2 or height % 2:
-        raise DataError(f"synthetic frame size must be even and >= 32x32, got {width}x{height}")
-    if dives < 4:
-        raise DataError(f"need at least 4 dives for a train and a test split, got {dives}")
-    if dives_per_event < 1:
-        raise DataError("dives_per_event must be >= 1")
-    if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     out = Path(out_dir)
-    if out.exists() and not (overwrite and (out / MARKER).is_file()):
-        hint = " (it is not a synthetic dataset)" if overwrite else " (use --overwrite)"
-        raise DataError(f"output folder already exists: {out}{hint}")
+    _check_arguments(out, dives, width, height, opts)
 
     t_start = time.perf_counter()
-    events, rng = plan_dataset(dives, seed, dives_per_event)
+    events, rng = plan_dataset(dives, seed, opts.dives_per_event)
     keys = [(p.event, i + 1) for p in events for i in range(len(p.dives))]
     order = rng.permutation(len(keys))
-    n_test = min(len(keys) - 1, max(1, int(test_fraction * len(keys) + 0.5)))
+    n_test = min(len(keys) - 1, max(1, int(opts.test_fraction * len(keys) + 0.5)))
     test_keys = [keys[i] for i in order[:n_test]]
     train_keys = [keys[i] for i in order[n_test:]]
 
@@ -249,8 +252,10 @@ def generate_diving(
     try:
         videos = tmp / "whole_videos"
         videos.mkdir()
-        jobs = [(p, width, height, seed, str(videos / f"{p.event:02d}.mp4"), fps) for p in events]
-        frames = _write_events(jobs, workers)
+        jobs = [
+            (p, width, height, seed, str(videos / f"{p.event:02d}.mp4"), opts.fps) for p in events
+        ]
+        frames = _write_events(jobs, opts.workers)
         annotations, captions, details = _annotations(events)
         vocab = _vocab(captions.values())
         _dump(tmp / "final_annotations_dict.pkl", annotations)
@@ -266,29 +271,18 @@ def generate_diving(
             "dives": dives,
             "seed": seed,
             "size": [width, height],
-            "fps": fps,
-            "dives_per_event": dives_per_event,
-            "test_fraction": test_fraction,
+            "fps": opts.fps,
+            "dives_per_event": opts.dives_per_event,
+            "test_fraction": opts.test_fraction,
             "codec": codec,
             "details": details,
         }
-        (tmp / "README.md").write_text(_README.format(**meta), encoding="utf-8")
-        meta["files"] = sorted(
-            [*(f.relative_to(tmp).as_posix() for f in tmp.rglob("*") if f.is_file()), MARKER]
-        )
-        (tmp / MARKER).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if overwrite and out.exists():
-            _replace_generated(tmp, out)
-        else:
-            try:
-                os.replace(tmp, out)
-            except OSError as exc:
-                raise DataError(f"output folder appeared while generating: {out} ({exc})") from exc
+        _write_description(tmp, meta)
+        _move_into_place(tmp, out, opts.overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-    scores = np.array([a["final_score"] for a in annotations.values()])
     return SynthSummary(
         root=out,
         dives=dives,
@@ -299,15 +293,55 @@ def generate_diving(
         size=(width, height),
         seconds=time.perf_counter() - t_start,
         vocab_size=len(vocab["ix_to_word"]),
-        scores={
-            "min": float(scores.min()),
-            "max": float(scores.max()),
-            "mean": float(scores.mean()),
-            "std": float(scores.std()),
-        },
+        scores=_score_stats(annotations),
         classes=_class_counts(annotations),
         codec=codec,
     )
+
+
+def _check_arguments(out: Path, dives: int, width: int, height: int, opts: DivingOptions) -> None:
+    """Raise :class:`DataError` for arguments :func:`generate_diving` cannot honour."""
+    if width < 32 or height < 32 or width % 2 or height % 2:
+        raise DataError(f"synthetic frame size must be even and >= 32x32, got {width}x{height}")
+    if dives < 4:
+        raise DataError(f"need at least 4 dives for a train and a test split, got {dives}")
+    if opts.dives_per_event < 1:
+        raise DataError("dives_per_event must be >= 1")
+    if not 0.0 < opts.test_fraction < 1.0:
+        raise DataError(f"test_fraction must be between 0 and 1, got {opts.test_fraction}")
+    if out.exists() and not (opts.overwrite and (out / MARKER).is_file()):
+        hint = " (it is not a synthetic dataset)" if opts.overwrite else " (use --overwrite)"
+        raise DataError(f"output folder already exists: {out}{hint}")
+
+
+def _write_description(tmp: Path, meta: dict[str, Any]) -> None:
+    """Write the README and the marker file (``meta`` plus the list of files written)."""
+    (tmp / "README.md").write_text(_README.format(**meta), encoding="utf-8")
+    meta["files"] = sorted(
+        [*(f.relative_to(tmp).as_posix() for f in tmp.rglob("*") if f.is_file()), MARKER]
+    )
+    (tmp / MARKER).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished folder to ``out`` (replacing the generated files of an old one)."""
+    if overwrite and out.exists():
+        _replace_generated(tmp, out)
+        return
+    try:
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise DataError(f"output folder appeared while generating: {out} ({exc})") from exc
+
+
+def _score_stats(annotations: dict[Any, dict[str, Any]]) -> dict[str, float]:
+    scores = np.array([a["final_score"] for a in annotations.values()])
+    return {
+        "min": float(scores.min()),
+        "max": float(scores.max()),
+        "mean": float(scores.mean()),
+        "std": float(scores.std()),
+    }
 
 
 _FIXED_FILES = (

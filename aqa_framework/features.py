@@ -218,18 +218,8 @@ def extract_features(
 
     pooling = pooling or Pooling()
     backbone.eval().to(device)
-    modules = dict(backbone.named_modules())
     captured: dict[str, Any] = {}
-    handles = []
-    for name in layers:
-        if name == OUTPUT_LAYER:
-            continue
-
-        def hook(_mod, _inp, out, name=name):
-            act = out[0] if isinstance(out, tuple | list) else out
-            captured[name] = pooling(act)  # pooled at once: later in-place ops cannot alter it
-
-        handles.append(modules[name].register_forward_hook(hook))
+    handles = _capture_layers(backbone, layers, pooling, captured)
     keys: list[str] = []
     scores: dict[str, list[float]] = {}
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in layers}
@@ -238,24 +228,13 @@ def extract_features(
             for batch in loader:
                 if "video" not in batch:  # every sample of the batch was skipped
                     continue
-                video = batch["video"]
-                if video.dim() != 6:
-                    raise DataError(
-                        f"expected batch['video'] of shape (B, N, C, T, H, W), got "
-                        f"{tuple(video.shape)}"
-                    )
+                video = _checked_video(batch)
                 b, n = video.shape[:2]
                 captured.clear()
                 out = backbone(video.flatten(0, 1).to(device, torch.float32))
                 for name in layers:
-                    if name == OUTPUT_LAYER:
-                        act = out.reshape(out.shape[0], -1)
-                    elif name not in captured:
-                        raise AQAError(f"layer {name!r} was not called in the forward pass")
-                    else:
-                        act = captured[name]
-                    per_video = act.float().reshape(b, n, -1).mean(dim=1)
-                    chunks[name].append(per_video.cpu().numpy().astype(np.float32))
+                    per_video = _activation(name, out, captured).float().reshape(b, n, -1)
+                    chunks[name].append(per_video.mean(dim=1).cpu().numpy().astype(np.float32))
                 keys.extend(str(k) for k in batch["key"])
                 for sname, vals in (batch.get("scores") or {}).items():
                     scores.setdefault(sname, []).extend(float(v) for v in vals)
@@ -271,6 +250,43 @@ def extract_features(
         {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()},
         {n: np.concatenate(c) for n, c in chunks.items()},
     )
+
+
+def _capture_layers(
+    backbone: Any, layers: Sequence[str], pooling: Pooling, captured: dict[str, Any]
+) -> list[Any]:
+    """Forward hooks storing each named layer's pooled activation in ``captured``."""
+    modules = dict(backbone.named_modules())
+    handles = []
+    for name in layers:
+        if name == OUTPUT_LAYER:
+            continue
+
+        def hook(_mod, _inp, out, name=name):
+            act = out[0] if isinstance(out, tuple | list) else out
+            captured[name] = pooling(act)  # pooled at once: later in-place ops cannot alter it
+
+        handles.append(modules[name].register_forward_hook(hook))
+    return handles
+
+
+def _checked_video(batch: Mapping[str, Any]) -> Any:
+    """The batch's clips, ``(B, N, C, T, H, W)``."""
+    video = batch["video"]
+    if video.dim() != 6:
+        raise DataError(
+            f"expected batch['video'] of shape (B, N, C, T, H, W), got {tuple(video.shape)}"
+        )
+    return video
+
+
+def _activation(name: str, out: Any, captured: Mapping[str, Any]) -> Any:
+    """One clip-level activation per clip: the backbone's output or a captured layer's."""
+    if name == OUTPUT_LAYER:
+        return out.reshape(out.shape[0], -1)
+    if name not in captured:
+        raise AQAError(f"layer {name!r} was not called in the forward pass")
+    return captured[name]
 
 
 # ---------------------------------------------------------------------------------------------

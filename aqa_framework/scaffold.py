@@ -269,7 +269,7 @@ train:
 '''
 
 _TESTS = '''\
-"""Contract tests, written with aqa_framework.testing."""
+"""Contract tests and a training run, written with aqa_framework.testing."""
 
 from pathlib import Path
 
@@ -303,12 +303,11 @@ def test_components_are_registered():
     testing.check_registered("${name}.score", "head")
 
 
-def test_example_spec_resolves():
-    from aqa_framework.resolve import resolve
-    from aqa_framework.spec import load_spec
-
-    resolved = resolve(load_spec(SPEC))
-    assert resolved.dataset.cls is SyntheticDataset
+def test_example_spec_trains(run_spec):
+    # run_spec (a fixture of aqa-framework's pytest plugin) trains on the CPU under tmp_path
+    run = run_spec(SPEC, "train.epochs=1", "data.params.num_samples=4")
+    assert "score.spearman" in run.metrics
+    assert len(run.predictions) == 4
 '''
 
 TEMPLATES: dict[str, str] = {

@@ -323,3 +323,108 @@ def test_builtin_dataset(name, dataset_roots):
         for train in (False, True):
             batch = testing.check_dataset(cls(params, split, train=train), max_samples=2)
             assert batch["video"].ndim == 6
+
+
+# ---------------------------------------------------------------------------------------------
+# the package, its pytest plugin and fixtures
+
+# every name ``aqa_framework.testing`` had as a module (0.1), which must keep importing from it
+NAMES_01 = [
+    "ContractError", "TinyVideoDataset", "TinyVideoDatasetParams", "check_aggregator",
+    "check_backbone", "check_component_class", "check_dataset", "check_head",
+    "check_registered", "fake_batch", "fake_sample", "registry_with", "tiny_targets",
+]
+
+
+def test_every_public_name_imports_from_the_package():
+    import importlib
+
+    fresh = importlib.import_module("aqa_framework.testing")
+    assert set(NAMES_01) <= set(fresh.__all__) <= set(dir(fresh))
+    for name in fresh.__all__:
+        assert getattr(fresh, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = fresh.nothing
+
+
+def test_the_pytest_plugin_is_registered_and_imports_nothing_heavy():
+    import subprocess
+    import sys
+    from importlib.metadata import entry_points
+
+    (ep,) = [ep for ep in entry_points(group="pytest11") if ep.name == "aqa"]
+    assert ep.value == "aqa_framework.testing.plugin"
+    code = (
+        "import sys, aqa_framework.testing.plugin as p; "
+        "print(sorted({'torch', 'av', 'decord', 'numpy', 'aqa_framework.engine'} "
+        "& set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_write_video_fixture_writes_what_decord_reads(write_video, tmp_path):
+    import numpy as np
+
+    from aqa_framework.video.readers import DecordVideoReader
+
+    path = write_video("clips/a.mp4", (5, 30, 40))  # the width rounds up to 64
+    assert path == tmp_path / "clips" / "a.mp4"
+    reader = DecordVideoReader(path)
+    frames = reader.read(list(range(5)))
+    assert reader.backend == "decord" and tuple(np.asarray(frames).shape) == (5, 30, 64, 3)
+    expected = testing.synthetic_frames(5, 30, 64)
+    assert np.abs(np.asarray(frames).astype(int) - expected).mean() < 8
+
+    gray = np.linspace(0, 1, 4)[:, None, None] * np.ones((4, 32, 96))
+    assert testing.decord_safe_size(32, 96) == (32, 96)
+    got = np.asarray(DecordVideoReader(write_video("gray.mp4", gray)).read([0, 3]))
+    assert got.shape == (2, 32, 96, 3) and got[0].mean() < 10 and got[1].mean() > 245
+
+
+def test_write_video_refuses_sizes_decord_cannot_read(write_video):
+    import numpy as np
+
+    with pytest.raises(ValueError, match="48 px wide.*multiple of 32"):
+        write_video("narrow.mp4", np.zeros((2, 32, 48, 3), np.uint8))
+    with pytest.raises(ValueError, match="even frame size"):
+        write_video("odd.mp4", np.zeros((2, 31, 64, 3), np.uint8))
+    assert write_video("narrow.mp4", np.zeros((2, 32, 48, 3), np.uint8), decord_safe=False)
+
+
+TINY_SPEC = """\
+model:
+  backbone: {name: c3d, params: {width: 0.0625}}
+  aggregator: {name: average}
+  heads: {score: {name: score}}
+data:
+  name: testing.tiny
+  params: {num_samples: 4, num_clips: 1, frames: 16, size: 32, captions: false}
+  batch_size: 2
+train: {epochs: 2}
+"""
+
+
+def test_run_spec_fixture_trains_yaml_text_or_a_mapping(run_spec, tmp_path):
+    import yaml
+
+    reg = testing.registry_with("testing", [testing.TinyVideoDataset])
+    run = run_spec(TINY_SPEC, "train.epochs=1", registry=reg)
+    assert run.folder == tmp_path / "run-1" and (run.folder / "results.json").is_file()
+    assert "score.spearman" in run.metrics and run.results["split"] == "test"
+    assert [r["epoch"] for r in run.history] == [1]
+    assert len(run.predictions) == 4
+
+    raw = yaml.safe_load(TINY_SPEC)
+    again = run_spec(raw, "train.epochs=1", registry=reg)
+    assert again.folder == tmp_path / "run-2"
+    assert again.metrics == run.metrics  # same seed, same data, same results
+    assert raw == yaml.safe_load(TINY_SPEC)  # the mapping was not changed
+
+
+def test_run_spec_reports_an_invalid_spec_with_its_path(run_spec):
+    from aqa_framework.errors import SpecError
+
+    reg = testing.registry_with("testing", [testing.TinyVideoDataset])
+    with pytest.raises(SpecError, match="train.epochs"):
+        run_spec(TINY_SPEC, "train.epochs=0", registry=reg)

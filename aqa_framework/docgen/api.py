@@ -23,6 +23,7 @@ API_MODULES: tuple[tuple[str, str], ...] = (
     ("aqa_framework.engine.checkpoint", "Engine: checkpoints"),
     ("aqa_framework.sweep", "Sweeps"),
     ("aqa_framework.testing", "Test-kit"),
+    ("aqa_framework.testing.plugin", "Test-kit: pytest fixtures"),
     ("aqa_framework.scaffold", "Plugin scaffold"),
     ("aqa_framework.errors", "Errors"),
     ("aqa_framework.docgen", "Documentation generator"),

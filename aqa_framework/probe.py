@@ -290,22 +290,21 @@ def _resolved_with_data(resolved: Any, data: Mapping[str, Any] | None) -> Any:
     """The resolved spec, with its ``data`` replaced (and re-validated) if given."""
     if data is None:
         return resolved
-    from aqa_framework.resolve import resolve
-    from aqa_framework.spec import parse_spec
+    from aqa_framework.resolve import load
 
     raw = resolved.spec.model_dump(mode="json")
     raw["data"] = dict(data)
-    return resolve(parse_spec(raw, source="--train-data/--test-data"), source="data")
+    return load(raw, label="--train-data/--test-data")
 
 
 def _loader(resolved: Any, split: str, device: str = "cpu"):
     from torch.utils.data import DataLoader
 
-    from aqa_framework.builder import open_dataset
+    from aqa_framework.data.open import open_data
     from aqa_framework.data.skipping import collate
     from aqa_framework.engine.loaders import resolve_num_workers
 
-    ds = open_dataset(resolved, split, False)
+    ds = open_data(resolved, training=False, split=split).test
     d = resolved.spec.data
     return ds, DataLoader(
         ds,
@@ -466,16 +465,6 @@ class ProbeTarget:
     run_dir: Path | None = None
 
 
-def _resolve_raw(raw: Mapping[str, Any], source: str, overrides: Sequence[str] = ()) -> Any:
-    import copy
-
-    from aqa_framework.resolve import resolve
-    from aqa_framework.spec import apply_overrides, parse_spec
-
-    raw = apply_overrides(copy.deepcopy(dict(raw)), overrides)
-    return resolve(parse_spec(raw, source=source), source=source)
-
-
 def load_probe_target(
     source: str | Path,
     checkpoint: str | Path | None = None,
@@ -498,7 +487,7 @@ def load_probe_target(
         aqa_framework.errors.CheckpointError: If the weights cannot be read or do not fit.
         aqa_framework.errors.SpecError: If the spec is invalid.
     """
-    from aqa_framework.spec import load_raw
+    from aqa_framework.resolve import load, run_base_dir
 
     source = Path(source)
     run_dir: Path | None = None
@@ -506,9 +495,14 @@ def load_probe_target(
         checkpoint = checkpoint or source
         run_dir = source
         ck = _load_checkpoint(checkpoint)
-        resolved = _resolve_raw(ck.spec, f"{source} (spec of the run)", overrides)
+        resolved = load(
+            ck.spec,
+            overrides,
+            base_dir=run_base_dir(ck.path),
+            label=f"{source} (spec of the run)",
+        )
     else:
-        resolved = _resolve_raw(load_raw(source), str(source), overrides)
+        resolved = load(source, overrides)
         ck = _load_checkpoint(checkpoint) if checkpoint is not None else None
         if checkpoint is not None:
             run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else None
@@ -518,7 +512,9 @@ def load_probe_target(
         weights = f"weights {pretrained}" if pretrained else "untrained"
         label = f"{resolved.backbone.name} ({weights})"
         return ProbeTarget(resolved, backbone, label, None)
-    model_resolved = _resolve_raw(ck.spec, f"{ck.path} (spec of the checkpoint)")
+    model_resolved = load(
+        ck.spec, base_dir=run_base_dir(ck.path), label=f"{ck.path} (spec of the checkpoint)"
+    )
     backbone = build_backbone(model_resolved, load_weights=False)
     from aqa_framework.engine.checkpoint import load_weights
 

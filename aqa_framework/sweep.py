@@ -376,17 +376,34 @@ class SweepFolder:
         write_json_atomic(path, data)
 
 
+def run_label(run: SweepRun, source: str | None = None) -> str:
+    """How messages name a run of a sweep: ``sweep.yaml [run-id]``."""
+    return f"{source} [{run.id}]" if source else run.id
+
+
+def _resolve_run(run: SweepRun, source: str | None = None) -> Any:
+    from aqa_framework.resolve import load
+
+    return load(run.raw, label=run_label(run, source))
+
+
 def resolve_run(run: SweepRun, source: str | None = None):
     """Validate a run's spec (both passes) and return the resolved spec.
+
+    Deprecated: use ``aqa_framework.resolve.load(run.raw, label=run_label(run, source))``.
 
     Raises:
         SpecError: Naming the run, with every problem's path.
     """
-    from aqa_framework.resolve import resolve
-    from aqa_framework.spec import parse_spec
+    import warnings
 
-    where = f"{source} [{run.id}]" if source else run.id
-    return resolve(parse_spec(run.raw, source=where), source=where)
+    warnings.warn(
+        "aqa_framework.sweep.resolve_run is deprecated; use "
+        "aqa_framework.resolve.load(run.raw, label=run_label(run, source))",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return _resolve_run(run, source)
 
 
 def run_sweep(
@@ -411,14 +428,15 @@ def run_sweep(
         train: The training function; defaults to the engine's ``run_training``.
         read_metrics: Reads final metrics from a run folder; defaults to
             :func:`read_run_metrics`.
-        resolve_fn: Validates a run's spec; defaults to :func:`resolve_run`.
+        resolve_fn: Validates a run's spec; defaults to :func:`aqa_framework.resolve.load`
+            of the run's raw spec, named by :func:`run_label`.
         on_event: Called with ``("skip" | "start" | "resume" | "done", status)``.
 
     Returns:
         The status of every run after the sweep.
     """
     runs = expand(sweep, overrides)
-    resolve_fn = resolve_fn or resolve_run
+    resolve_fn = resolve_fn or _resolve_run
     resolved = {run.id: resolve_fn(run, str(sweep.source)) for run in runs}
     root = SweepFolder(folder or sweep.default_folder())
     statuses = [root.status(run) for run in runs]  # fails early on edited sweeps

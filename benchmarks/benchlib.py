@@ -310,36 +310,39 @@ def model_section(cfg: BenchConfig) -> dict[str, Any]:
     }
 
 
+def bench_spec(model: dict[str, Any]) -> dict[str, Any]:
+    """A whole raw spec around a ``model`` section, for :func:`aqa_framework.resolve.load`.
+
+    The dataset is ``synthetic-diving`` (never opened: batches are synthetic) and the epoch is
+    picked on the first task's first declared metric, so any set of heads resolves.
+    """
+    from aqa_framework.registry import get_registry
+
+    task, head = next(iter(model["heads"].items()))
+    cls = get_registry().get("head", head["name"])
+    metric = next(iter(cls.metric_directions), "spearman")
+    return {
+        "model": model,
+        "data": {"name": "synthetic-diving"},
+        "train": {"select_metric": f"{task}.{metric}", "select_on": "last"},
+    }
+
+
 def resolve_model(model: dict[str, Any]):
     """Resolve a spec's ``model`` section against the registry (no dataset needed).
 
-    Returns:
-        A :class:`~aqa_framework.resolve.ResolvedSpec` whose dataset is a placeholder for
-        synthetic batches.
+    Deprecated: use ``aqa_framework.resolve.load(bench_spec(model))``.
     """
-    from aqa_framework.component import NoParams
-    from aqa_framework.registry import get_registry
-    from aqa_framework.resolve import ResolvedComponent, ResolvedSpec
-    from aqa_framework.spec import parse_spec
+    import warnings
 
-    spec = parse_spec({"model": model, "data": {"name": "synthetic-batches"}})
-    registry = get_registry()
+    from aqa_framework.resolve import load
 
-    def one(kind: str, comp: Any, path: str, weight: float = 1.0) -> ResolvedComponent:
-        cls = registry.get(kind, comp.name)
-        return ResolvedComponent(kind, comp.name, cls, cls.parse_params(comp.params), path, weight)
-
-    heads = {
-        task: one("head", h, f"model.heads.{task}", h.loss_weight)
-        for task, h in spec.model.heads.items()
-    }
-    return ResolvedSpec(
-        spec=spec,
-        backbone=one("backbone", spec.model.backbone, "model.backbone"),
-        aggregator=one("aggregator", spec.model.aggregator, "model.aggregator"),
-        heads=heads,
-        dataset=ResolvedComponent("dataset", "synthetic-batches", object, NoParams(), "data"),
+    warnings.warn(
+        "benchlib.resolve_model is deprecated; use aqa_framework.resolve.load(bench_spec(model))",
+        DeprecationWarning,
+        stacklevel=2,
     )
+    return load(bench_spec(model))
 
 
 def build_ours(cfg: BenchConfig, device: torch.device, seed: int = 0):
@@ -347,7 +350,9 @@ def build_ours(cfg: BenchConfig, device: torch.device, seed: int = 0):
     from aqa_framework.builder import build_model
 
     torch.manual_seed(seed)
-    resolved = resolve_model(model_section(cfg))
+    from aqa_framework.resolve import load
+
+    resolved = load(bench_spec(model_section(cfg)))
     return build_model(resolved, make_targets(cfg), device, input_shape=cfg.input_shape)
 
 

@@ -65,14 +65,13 @@ def test_examples_exist():
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=_rel)
 def test_example_validates(path):
-    from aqa_framework.resolve import resolve
-    from aqa_framework.spec import load_spec
+    from aqa_framework.resolve import load
 
     registry = Registry()
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     kind = _kind(raw)
     if kind == "sweep":
-        from aqa_framework.sweep import expand, load_sweep, resolve_run
+        from aqa_framework.sweep import expand, load_sweep, run_label
 
         sweep = load_sweep(path)
         base = yaml.safe_load(sweep.base_path.read_text(encoding="utf-8"))
@@ -82,7 +81,7 @@ def test_example_validates(path):
         runs = expand(sweep)
         assert runs
         for run in runs:
-            resolve_run(run, source=_rel(path))
+            load(run.raw, registry=registry, label=run_label(run, _rel(path)))
         return
     if kind == "data":
         from aqa_framework.spec import DataSpec
@@ -94,7 +93,7 @@ def test_example_validates(path):
     reason = _needs_missing_plugin(_component_names(raw), registry)
     if reason:
         pytest.skip(reason)
-    resolved = resolve(load_spec(path), registry=registry, source=_rel(path))
+    resolved = load(path, registry=registry, label=_rel(path))
     assert resolved.heads
 
 
@@ -111,8 +110,7 @@ def _buildable() -> list[Path]:
 def test_example_builds_where_its_data_is_available(path, tmp_path):
     """Open the train split and assemble the model on the meta device (aqa validate)."""
     from aqa_framework.builder import check_spec
-    from aqa_framework.resolve import resolve
-    from aqa_framework.spec import load_spec
+    from aqa_framework.resolve import load
 
     registry = Registry()
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -135,7 +133,7 @@ def test_example_builds_where_its_data_is_available(path, tmp_path):
             "data.params.dives=8",
             "data.params.dives_per_event=4",
         ]
-    resolved = resolve(load_spec(path, overrides), registry=registry, source=_rel(path))
+    resolved = load(path, overrides, registry=registry, label=_rel(path))
     # the release copies hold annotations only: no video to check the samples against
     report = check_spec(resolved, samples=dataset not in RELEASE_ROOTS)
     assert "parameters" in report

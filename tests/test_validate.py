@@ -125,6 +125,13 @@ def catalogue(dives: Path, splits: dict[str, str], tmp: Path) -> dict[str, list[
         "unknown device": ["train.device=gpu"],
         "fp16 on a CPU": ["train.precision=fp16"],
         "selection metric of no task": ["train.select_metric=judge.spearman"],
+        "unknown select metric": ["train.select_metric=score.spearmn"],
+        "select on val without a val split": ["train.select_on=val"],
+        "heads the targets cannot feed": [
+            "model.heads.caption.params.decoding=beam",
+            "model.heads.caption.params.beam_size=100000",
+        ],
+        "frames too small for the backbone": ["data.params.crop=8"],
         "more training samples than the split has": ["data.train_size=50"],
         "clip too short for the backbone": [
             "data.params.clip_length=2",
@@ -165,6 +172,10 @@ CASES = [
     "unknown device",
     "fp16 on a CPU",
     "selection metric of no task",
+    "unknown select metric",
+    "select on val without a val split",
+    "heads the targets cannot feed",
+    "frames too small for the backbone",
     "more training samples than the split has",
     "clip too short for the backbone",
     "crop larger than the frames",
@@ -186,6 +197,29 @@ def test_validate_fails_with_the_message_run_gives(
     assert code == 1, out
     assert error_line(err) == ran
     assert "Traceback" not in err
+
+
+PASS_TWO = [  # found in pass two (aqa_framework.resolve.load): no data, no torch, no model
+    "eval split the dataset lacks",
+    "selection metric of no task",
+    "unknown select metric",
+    "select on val without a val split",
+]
+
+
+@pytest.mark.parametrize("case", PASS_TWO)
+def test_cross_field_mistakes_fail_in_pass_two(case, dives, one_sample_splits, tmp_path, capsys):
+    """``aqa validate --no-build`` (pass two only) refuses them with the message of aqa run."""
+    from aqa_framework.errors import SpecError
+    from aqa_framework.resolve import load
+
+    overrides = catalogue(dives, one_sample_splits, tmp_path)[case]
+    spec, overrides = _spec_for(tmp_path, overrides, dives)
+    with pytest.raises(SpecError) as caught:
+        load(spec, overrides)
+    code, out, err = run_cli(capsys, "validate", spec, *sets(overrides), "--no-build")
+    assert code == 1, out
+    assert error_line(err) == str(caught.value)
 
 
 def test_validate_passes_the_small_quickstart(dives, tmp_path, capsys):
@@ -214,10 +248,10 @@ def test_validate_counts_the_parameters_of_the_model_run_builds(tmp_path, capsys
     shown = re.search(r"model (\S+) parameters", out).group(1)
 
     from aqa_framework.builder import _human, build_model, count_parameters, open_dataset
-    from aqa_framework.cli.spec_cmd import load_and_resolve
     from aqa_framework.engine.preflight import preflight
+    from aqa_framework.resolve import load
 
-    resolved = load_and_resolve(QUICKSTART, data + short)
+    resolved = load(QUICKSTART, data + short)
     found = preflight(resolved, samples=False)
     sample = open_dataset(resolved, "test")[0]["video"]
     assert found.input_shape == tuple(sample.shape) == (1, 3, 16, 48, 48)

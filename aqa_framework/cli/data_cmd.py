@@ -114,15 +114,15 @@ def cache(
     from rich.progress import track
     from torch.utils.data import DataLoader
 
-    from aqa_framework.builder import open_dataset
     from aqa_framework.cli.console import err, out
-    from aqa_framework.cli.spec_cmd import load_and_resolve
+    from aqa_framework.data.open import open_data
     from aqa_framework.engine.loaders import MAX_AUTO_WORKERS
     from aqa_framework.env import usable_cores
     from aqa_framework.errors import AQAError
+    from aqa_framework.resolve import load
     from aqa_framework.video.cache import FrameCache
 
-    resolved = load_and_resolve(spec, set_)
+    resolved = load(spec, set_ or [])
     cache_dir = resolved.dataset.cls.frame_cache_dir(resolved.dataset.params)
     if not cache_dir:
         raise AQAError(
@@ -132,7 +132,7 @@ def cache(
     if workers is None:
         workers = min(MAX_AUTO_WORKERS, usable_cores())
     for name in split or list(resolved.dataset.cls.splits):
-        dataset = open_dataset(resolved, name, train=False)
+        dataset = open_data(resolved, training=False, split=name).test
         # one sample per item, nothing collated: the workers only decode and write the cache
         loader = DataLoader(
             dataset, batch_size=None, num_workers=min(workers, len(dataset)), collate_fn=_keep_key

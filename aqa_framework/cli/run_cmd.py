@@ -30,9 +30,9 @@ def run(
 ) -> None:
     """Train and evaluate the multitask model a spec describes; writes a run folder."""
     from aqa_framework.cli.console import out
-    from aqa_framework.cli.spec_cmd import load_and_resolve
+    from aqa_framework.resolve import load
 
-    resolved = load_and_resolve(spec, set_)
+    resolved = load(spec, set_ or [])
     if dry_run:
         from aqa_framework.builder import check_spec
 

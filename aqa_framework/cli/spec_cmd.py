@@ -14,12 +14,21 @@ app = typer.Typer(help="Work with spec files.", no_args_is_help=True)
 
 
 def load_and_resolve(spec_path: Path, overrides: list[str] | None):
-    """Pass one and pass two of validation; returns the resolved spec."""
-    from aqa_framework.resolve import resolve
-    from aqa_framework.spec import load_spec
+    """Pass one and pass two of validation; returns the resolved spec.
 
-    spec = load_spec(spec_path, overrides or [])
-    return resolve(spec, source=str(spec_path))
+    Deprecated: use :func:`aqa_framework.resolve.load`.
+    """
+    import warnings
+
+    from aqa_framework.resolve import load
+
+    warnings.warn(
+        "aqa_framework.cli.spec_cmd.load_and_resolve is deprecated; use "
+        "aqa_framework.resolve.load(spec_path, overrides)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return load(spec_path, overrides or [])
 
 
 def validate(
@@ -47,8 +56,9 @@ def validate(
     Fails with the message aqa run would give, without training or loading weights.
     """
     from aqa_framework.cli.console import out
+    from aqa_framework.resolve import load
 
-    resolved = load_and_resolve(spec, set_)
+    resolved = load(spec, set_ or [])
     if build:
         from aqa_framework.builder import check_spec
 

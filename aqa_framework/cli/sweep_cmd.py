@@ -34,13 +34,8 @@ def sweep(
 ) -> None:
     """Run every point of a sweep (skipping finished ones) and tabulate mean ± std over seeds."""
     from aqa_framework.cli.console import err, out
-    from aqa_framework.sweep import (
-        load_sweep,
-        resolve_run,
-        run_sweep,
-        sweep_status,
-        tabulate,
-    )
+    from aqa_framework.resolve import load
+    from aqa_framework.sweep import load_sweep, run_label, run_sweep, sweep_status, tabulate
 
     sw = load_sweep(sweep_file)
     folder = output or sw.default_folder()
@@ -48,7 +43,7 @@ def sweep(
     if dry_run:
         statuses = sweep_status(sw, folder, overrides)
         for s in statuses:
-            resolve_run(s.run, str(sweep_file))
+            load(s.run.raw, label=run_label(s.run, str(sweep_file)))
             out.print(f"{s.state:8} {s.run.id}", highlight=False)
         out.print(f"[green]OK[/] {len(statuses)} runs, every spec is valid", highlight=False)
         return

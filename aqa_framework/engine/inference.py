@@ -6,7 +6,6 @@ rebuilt and applied to a new video without the dataset's files.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,36 +49,13 @@ def _without_pretrained(resolved: ResolvedSpec) -> None:
         comp.params = comp.cls.without_pretrained(comp.params)
 
 
-def _stored_spec(ckpt: Checkpoint, source: str) -> dict[str, Any]:
-    """The checkpoint's spec, its relative paths made absolute against the run's directory.
-
-    Runs store their paths absolute; a run made by an older version stored them as given, and
-    ``environment.json`` of its run folder says which directory they are relative to.
-    """
-    import json
-
-    from aqa_framework.engine.checkpoint import CHECKPOINTS_DIR
-    from aqa_framework.engine.run_folder import ENVIRONMENT_FILE
-    from aqa_framework.resolve import resolve
-    from aqa_framework.spec import parse_spec
-    from aqa_framework.spec_paths import absolute_raw_paths
-
-    raw = copy.deepcopy(ckpt.spec)
-    if ckpt.path.parent.name != CHECKPOINTS_DIR:
-        return raw
-    env_file = ckpt.path.parent.parent / ENVIRONMENT_FILE
-    try:
-        cwd = json.loads(env_file.read_text(encoding="utf-8"))["cwd"]
-        resolved = resolve(parse_spec(raw, source=source), source=source)
-    except (OSError, ValueError, KeyError, TypeError, SpecError):
-        return raw  # no record of the directory, or an invalid spec (reported later)
-    return absolute_raw_paths(raw, resolved, base=cwd)
-
-
 def load_trained_model(
     path: str | Path, overrides: list[str] | None = None, device: str = "auto"
 ) -> TrainedModel:
     """Rebuild the model of a run folder or checkpoint folder.
+
+    The checkpoint's spec is resolved by :func:`aqa_framework.resolve.load` (its relative
+    paths made absolute against the directory the run was started from, then the overrides).
 
     Args:
         path: Run folder (its ``best`` checkpoint, else ``last``) or checkpoint folder.
@@ -87,23 +63,22 @@ def load_trained_model(
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     Raises:
-        CheckpointError: If there is no readable checkpoint or it does not fit the model.
+        CheckpointError: If there is no readable checkpoint, its spec does not resolve or it
+            does not fit the model.
         SpecError: If an override is invalid.
     """
     from aqa_framework.builder import build_model
-    from aqa_framework.resolve import resolve
-    from aqa_framework.spec import apply_overrides, parse_spec
+    from aqa_framework.resolve import load, run_base_dir
 
     ckpt = load_checkpoint(path, training_state=False)
     source = str(ckpt.path / "checkpoint.json")
-    raw = apply_overrides(_stored_spec(ckpt, source), overrides or [])
     try:
-        spec = parse_spec(raw, source=source)
-    except SpecError:
+        resolved = load(ckpt.spec, overrides or [], base_dir=run_base_dir(ckpt.path), label=source)
+    except SpecError as exc:
         if overrides:
             raise
-        raise CheckpointError(f"the spec stored in {source} is not valid") from None
-    resolved = resolve(spec, source=source)
+        raise CheckpointError(f"the spec stored in the checkpoint is not valid: {exc}") from None
+    spec = resolved.spec
     _without_pretrained(resolved)
     try:
         targets = ckpt.targets
@@ -132,17 +107,11 @@ def evaluate_split(
     Raises:
         DataError: If the dataset or split cannot be opened.
     """
-    from aqa_framework.builder import open_dataset
+    from aqa_framework.data.open import open_data
 
     spec = trained.resolved.spec
-    split = split or spec.eval.split
     cls = trained.resolved.dataset.cls
-    splits = getattr(cls, "splits", ("train", "test"))
-    if split not in splits:
-        raise DataError(
-            f"dataset '{cls.name}' has no split {split!r} (splits: {', '.join(splits)})"
-        )
-    dataset = open_dataset(trained.resolved, split, train=False)
+    dataset = open_data(trained.resolved, training=False, split=split or spec.eval.split).test
     if dataset.targets.model_dump(mode="json") != trained.targets.model_dump(mode="json"):
         raise DataError(
             f"dataset '{cls.name}' now provides different targets than the model was trained "

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aqa_framework.errors import SpecError
+from aqa_framework.resolve import check_eval_split
 
 if TYPE_CHECKING:
     import torch
@@ -32,27 +32,6 @@ __all__ = [
     "preflight",
     "sizing_input_shape",
 ]
-
-
-def check_eval_split(resolved: ResolvedSpec) -> None:
-    """Check that the dataset offers ``eval.split``.
-
-    Raises:
-        SpecError: At ``eval.split``, listing the dataset's splits.
-    """
-    spec = resolved.spec
-    cls = resolved.dataset.cls
-    splits = getattr(cls, "splits", ("train", "test"))
-    if spec.eval.split not in splits:
-        raise SpecError(
-            [
-                (
-                    "eval.split",
-                    f"dataset '{cls.name}' has no split {spec.eval.split!r} "
-                    f"(splits: {', '.join(splits)})",
-                )
-            ]
-        )
 
 
 def check_settings(spec: Spec) -> torch.device:

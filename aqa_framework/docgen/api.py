@@ -16,6 +16,7 @@ API_MODULES: tuple[tuple[str, str], ...] = (
     ("aqa_framework.spec", "Spec"),
     ("aqa_framework.resolve", "Spec resolution"),
     ("aqa_framework.builder", "Builder"),
+    ("aqa_framework.data.open", "Opening the data"),
     ("aqa_framework.model", "Multitask model"),
     ("aqa_framework.metrics", "Metrics"),
     ("aqa_framework.engine.runner", "Engine: training"),

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 from rich.console import Console
-from torch.utils.data import Dataset, Subset
 
+from aqa_framework.data.open import OpenedData
 from aqa_framework.engine import distributed as D
 from aqa_framework.engine.checkpoint import (
     CHECKPOINTS_DIR,
@@ -60,9 +60,13 @@ from aqa_framework.engine.selection import Selection, resolve_selection
 from aqa_framework.engine.signals import GracefulStop, TrainingInterrupted
 from aqa_framework.engine.train_state import TrainState, repair_best
 from aqa_framework.errors import AQAError, CheckpointError, SpecError, TrainingDiverged
-from aqa_framework.resolve import ResolvedSpec
-from aqa_framework.spec import Spec, dump_spec
-from aqa_framework.spec_paths import absolute_paths, absolute_raw_paths
+from aqa_framework.resolve import (
+    ResolvedSpec,
+    comparable_stored_spec,
+    dump_resolved_spec,
+    resolved_spec_dict,
+)
+from aqa_framework.spec_paths import absolute_paths
 
 # Spec paths that may change when a run is resumed (they do not change what is computed).
 RESUMABLE_CHANGES = (
@@ -123,16 +127,6 @@ def run_training(
 
 
 @dataclass
-class _Data:
-    train: Dataset
-    val: Dataset | None
-    test: Dataset
-    targets: Any
-    sizes: dict[str, int] = field(default_factory=dict)
-    input_shape: tuple[int, ...] | None = None
-
-
-@dataclass
 class _Controls:
     """What an epoch polls and reports to.
 
@@ -157,10 +151,6 @@ def _frame_size(dataset: Any) -> list[int] | None:
     except (AttributeError, AQAError, OSError):
         return None
     return [int(size[0]), int(size[1])] if size else None
-
-
-def _spec_dict(spec: Spec) -> dict[str, Any]:
-    return spec.model_dump(mode="json")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -279,8 +269,8 @@ class _Run:
     def _check_resumable(self, folder: RunFolder, ckpt: Checkpoint) -> None:
         """Refuse to resume with a spec that computes something else, or fewer epochs."""
         spec = self.spec
-        stored = absolute_raw_paths(ckpt.spec, self.resolved)
-        problems = spec_differences(stored, _spec_dict(spec))
+        stored = comparable_stored_spec(ckpt.spec, self.resolved)
+        problems = spec_differences(stored, resolved_spec_dict(self.resolved))
         if problems:
             raise SpecError(
                 [
@@ -361,34 +351,12 @@ class _Run:
         self.lock = RunLock(folder.path).acquire()
 
     # ------------------------------------------------------------------ setup
-    def _data(self) -> _Data:
-        from aqa_framework.builder import dataset_input_shape, open_dataset
-        from aqa_framework.data.subsets import train_val_indices
-        from aqa_framework.engine.preflight import check_eval_split
+    def _data(self) -> OpenedData:
+        from aqa_framework.data.open import open_data
 
-        spec = self.spec
-        check_eval_split(self.resolved)
-        # Rank 0 opens first: a dataset generated on first use is written once.
-        if self.ctx.is_main:
-            full = open_dataset(self.resolved, "train", train=True)
-        D.barrier(self.ctx)
-        if not self.ctx.is_main:
-            full = open_dataset(self.resolved, "train", train=True)
-        idx = train_val_indices(
-            len(full), spec.data.val_fraction, spec.data.train_size, spec.data.subset_seed
-        )
-        train: Dataset = full if len(idx.train) == len(full) else Subset(full, idx.train)
-        val = None
-        if idx.val:
-            val = Subset(open_dataset(self.resolved, "train", train=False), idx.val)
-        test = open_dataset(self.resolved, spec.eval.split, train=False)
-        sizes = {"train": len(train), "val": len(idx.val), spec.eval.split: len(test)}
-        shape = dataset_input_shape(full)
-        if shape is None:  # not declared: one (unaugmented) sample tells
-            shape = tuple(test[0]["video"].shape)
-        return _Data(train, val, test, full.targets, sizes, shape)
+        return open_data(self.resolved, ctx=self.ctx)
 
-    def _start(self, ckpt: Checkpoint | None, data: _Data) -> TrainState:
+    def _start(self, ckpt: Checkpoint | None, data: OpenedData) -> TrainState:
         """Build the training state (restored from ``ckpt``), record the start, open loaders."""
         if ckpt is not None and ckpt.meta["targets"] != data.targets.model_dump(mode="json"):
             raise CheckpointError(
@@ -407,7 +375,7 @@ class _Run:
         self.meta = self._checkpoint_meta(data)
         return state
 
-    def _build_state(self, data: _Data) -> TrainState:
+    def _build_state(self, data: OpenedData) -> TrainState:
         """The model (seeded with ``spec.seed``), its optimizer, schedule and scaler."""
         from aqa_framework.builder import build_model
 
@@ -437,7 +405,7 @@ class _Run:
             eval_forward = torch.compile(model)
         self.forward, self.eval_forward = forward, eval_forward
 
-    def _prepare_loaders(self, data: _Data) -> None:
+    def _prepare_loaders(self, data: OpenedData) -> None:
         spec = self.spec
         pin = self.device.type == "cuda"
         workers = resolve_num_workers(spec.data.num_workers, self.device, self.ctx.world_size)
@@ -457,10 +425,10 @@ class _Run:
             + (f", {self.ctx.world_size} processes" if self.ctx.enabled else "")
         )
 
-    def _checkpoint_meta(self, data: _Data) -> dict[str, Any]:
+    def _checkpoint_meta(self, data: OpenedData) -> dict[str, Any]:
         """What every checkpoint of the run stores besides its epoch."""
         return {
-            "spec": _spec_dict(self.spec),
+            "spec": resolved_spec_dict(self.resolved),
             "targets": data.targets.model_dump(mode="json"),
             "task_kinds": {t: h.cls.target_kind for t, h in self.resolved.heads.items()},
             "dataset": self.resolved.dataset.name,
@@ -476,7 +444,7 @@ class _Run:
         from aqa_framework.builder import count_parameters
 
         folder = self.folder
-        folder.write_spec(dump_spec(self.spec))
+        folder.write_spec(dump_resolved_spec(self.resolved))
         env = collect_environment(self.device, self.precision, self.ctx.world_size)
         env["parameters"] = count_parameters(state.model)
         if ckpt is not None:
@@ -639,7 +607,7 @@ class _Run:
 
     def _write_results(
         self,
-        data: _Data,
+        data: OpenedData,
         state: TrainState,
         selection: Selection,
         result: EvalResult,

@@ -331,15 +331,19 @@ def test_validate_sizes_an_undeclared_dataset_from_its_video_params():
     assert sizing_input_shape(ds) == (3, 3, 8, 24, 24)
 
 
-def test_example_plugin_declares_its_input_shape():
+def test_example_plugin_written_for_0_1_is_sized_from_its_first_sample():
+    # The example plugin is left as it was written for 0.1: it declares no input_shape, and
+    # validate sizes its models from one sample, as aqa run does.
     pytest.importorskip("aqa_gymnastics")
     from aqa_gymnastics.vault_dataset import VaultSyntheticDataset
 
     from aqa_framework.builder import dataset_input_shape
+    from aqa_framework.engine.preflight import sizing_input_shape
 
     params = VaultSyntheticDataset.Params(num_clips=2, frames=8, size=16, train_samples=2)
     ds = VaultSyntheticDataset(params, "train")
-    assert dataset_input_shape(VaultSyntheticDataset, params) == tuple(ds[0]["video"].shape)
+    assert dataset_input_shape(ds) is None
+    assert sizing_input_shape(ds) == tuple(ds[0]["video"].shape) == (2, 3, 8, 16, 16)
 
 
 def test_check_weight_file_accepts_what_loading_accepts(tmp_path):

@@ -529,7 +529,11 @@ class _Run:
             self._diverged(exc, epoch + 1, state)
 
     def _evaluate(
-        self, model: torch.nn.Module, split: str, progress: TrainingProgress | None = None
+        self,
+        model: torch.nn.Module,
+        split: str,
+        progress: TrainingProgress | None = None,
+        description: str | None = None,
     ) -> EvalResult:
         return evaluate(
             model=model,
@@ -539,7 +543,7 @@ class _Run:
             ctx=self.ctx,
             forward=self.eval_forward,
             progress=progress,
-            description=f"eval {split}",
+            description=description or f"eval {split}",
         )
 
     def _summary(self, record: dict[str, Any], epochs: int) -> str:
@@ -595,15 +599,7 @@ class _Run:
             ckpt = load_checkpoint(self.folder.checkpoints / "best", training_state=False)
             load_weights(model, ckpt.model_state, ckpt.path)
             self.log(f"Evaluating epoch {ckpt.epoch} (selected) on the {split} split")
-        return evaluate(
-            model=model,
-            loader=self.loaders[split],
-            device=self.device,
-            precision=self.precision,
-            ctx=self.ctx,
-            forward=self.eval_forward,
-            description=f"final {split}",
-        )
+        return self._evaluate(model, split, description=f"final {split}")
 
     def _write_results(
         self,

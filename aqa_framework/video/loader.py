@@ -134,13 +134,7 @@ class ClipLoader:
         source = Path(source)
         return self.pool.get(
             (str(source),),
-            lambda: open_reader(
-                source,
-                frame_pattern=self.frame_pattern,
-                first_index=self.first_index,
-                num_threads=self.decode_threads,
-                size=self.transform.resize,
-            ),
+            lambda: self._open(source),
         )
 
     def load(
@@ -225,15 +219,19 @@ class ClipLoader:
             if frame_problem is not None:
                 raise type(frame_problem)(*frame_problem.args)
 
-    def _probe(self, source: Path) -> tuple[int, Exception | None]:
-        """A video's frame count, and why its frames do not fit the crop (if they do not)."""
-        reader = open_reader(
+    def _open(self, source: Path) -> FrameReader:
+        """A new reader of one video file or frame folder, as this loader reads it."""
+        return open_reader(
             source,
             frame_pattern=self.frame_pattern,
             first_index=self.first_index,
             num_threads=self.decode_threads,
             size=self.transform.resize,
         )
+
+    def _probe(self, source: Path) -> tuple[int, Exception | None]:
+        """A video's frame count, and why its frames do not fit the crop (if they do not)."""
+        reader = self._open(source)
         try:
             num_frames = reader.num_frames
             problem: Exception | None = None
@@ -314,13 +312,7 @@ class ClipLoader:
             ``float32 (N, C, T, H, W)`` with evaluation transforms (no jitter, no flip).
         """
         source = Path(source)
-        reader = open_reader(
-            source,
-            frame_pattern=self.frame_pattern,
-            first_index=self.first_index,
-            num_threads=self.decode_threads,
-            size=self.transform.resize,
-        )
+        reader = self._open(source)
         try:
             n = reader.num_frames
             window = self.sampling.window

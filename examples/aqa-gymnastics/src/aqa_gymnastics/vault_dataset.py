@@ -71,11 +71,6 @@ class VaultSyntheticDataset(VideoDataset):
         count = params.train_samples if split == "train" else params.test_samples
         self._vaults = [self._vault(i) for i in range(count)]
 
-    @classmethod
-    def input_shape(cls, params: BaseModel) -> tuple[int, ...]:
-        """``(num_clips, 3, frames, size, size)``: what :meth:`render` draws."""
-        return (params.num_clips, 3, params.frames, params.size, params.size)
-
     @property
     def targets(self) -> Targets:
         """Scores ``d_score``, ``e_score``, ``penalty``, ``final_score``; class ``family``."""

@@ -1,0 +1,1 @@
+"""Experiment tools: sweeps, layer probes, feature extraction and plugin scaffolding."""

@@ -71,7 +71,7 @@ def test_example_validates(path):
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     kind = _kind(raw)
     if kind == "sweep":
-        from aqa_framework.sweep import expand, load_sweep, run_label
+        from aqa_framework.experiments.sweep import expand, load_sweep, run_label
 
         sweep = load_sweep(path)
         base = yaml.safe_load(sweep.base_path.read_text(encoding="utf-8"))

@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from aqa_framework.errors import SpecError
+from aqa_framework.experiments.sweep import apply_override_set
 from aqa_framework.spec import apply_overrides, override_entry, parse_override
-from aqa_framework.sweep import apply_override_set
 
 BASE = {
     "model": {

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from aqa_framework.errors import AQAError, DataError
-from aqa_framework.features import (
+from aqa_framework.experiments.features import (
     FeatureCache,
     FeatureKey,
     FeatureSet,
@@ -23,14 +23,14 @@ from aqa_framework.features import (
     fingerprint_module,
     resolve_layers,
 )
-from aqa_framework.interfaces import Backbone
-from aqa_framework.probe import (
+from aqa_framework.experiments.probe import (
     ProbeResult,
     RegressorConfig,
     fit_and_score,
     probe_layers,
     spearman,
 )
+from aqa_framework.interfaces import Backbone
 
 
 class TinyBackbone(Backbone):
@@ -255,7 +255,7 @@ def run_cli(capsys, *args):
 def test_probe_command_on_a_trained_run_reports_every_declared_layer(
     trained_run, tmp_path, capsys, monkeypatch
 ):
-    import aqa_framework.features as features
+    from aqa_framework.experiments import features
 
     run, spec_path = trained_run
     passes = []

@@ -158,7 +158,7 @@ def test_stored_spec_reads_back_to_the_same_resolved_spec(tmp_path):
 
 def test_deprecated_entry_points_warn_and_still_resolve(tmp_path):
     from aqa_framework.cli.spec_cmd import load_and_resolve
-    from aqa_framework.sweep import SweepRun, resolve_run
+    from aqa_framework.experiments.sweep import SweepRun, resolve_run
 
     path = tmp_path / "spec.yaml"
     raw = {**RAW, "data": {"name": "synthetic-diving"}}

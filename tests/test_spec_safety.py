@@ -115,7 +115,7 @@ def test_duplicate_key_is_an_error_with_its_path(tmp_path):
 
 
 def test_duplicate_top_level_key_in_a_sweep_file(tmp_path):
-    from aqa_framework.sweep import load_sweep
+    from aqa_framework.experiments.sweep import load_sweep
 
     write(tmp_path, BASE, "base.yaml")
     sweep = write(tmp_path, "base: base.yaml\naxes: {seed: [1, 2]}\naxes: {seed: [3]}\n", "s.yaml")

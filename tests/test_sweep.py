@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from aqa_framework.errors import SpecError
+from aqa_framework.experiments.sweep import SweepFolder, expand, load_sweep, run_sweep, tabulate
 from aqa_framework.spec import apply_overrides
-from aqa_framework.sweep import SweepFolder, expand, load_sweep, run_sweep, tabulate
 
 BASE = {
     "model": {

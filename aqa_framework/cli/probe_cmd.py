@@ -99,8 +99,8 @@ def _run(
     device: str,
 ) -> None:
     from aqa_framework.cli.console import err, out
-    from aqa_framework.features import FeatureCache, Pooling, default_cache_dir
-    from aqa_framework.probe import load_data_choice, load_probe_target, run_probe
+    from aqa_framework.experiments.features import FeatureCache, Pooling, default_cache_dir
+    from aqa_framework.experiments.probe import load_data_choice, load_probe_target, run_probe
 
     target = load_probe_target(source, checkpoint, overrides or [])
     cache = FeatureCache(None if no_cache else (cache_dir or default_cache_dir()))
@@ -163,7 +163,7 @@ def probe(
     set_: SetOption = None,
 ) -> None:
     """Fit a linear regressor on each layer's (cached) activations; report Spearman per layer."""
-    from aqa_framework.probe import RegressorConfig
+    from aqa_framework.experiments.probe import RegressorConfig
 
     names = [x.strip() for x in layers.split(",") if x.strip()] if layers else None
     _run(
@@ -208,7 +208,7 @@ def svr(
     set_: SetOption = None,
 ) -> None:
     """C3D-SVR: support vector regression on backbone features averaged over clips."""
-    from aqa_framework.probe import RegressorConfig
+    from aqa_framework.experiments.probe import RegressorConfig
 
     reg = RegressorConfig("svr", svr_kernel=kernel, svr_c=c, svr_epsilon=epsilon)
     _run(

@@ -34,8 +34,14 @@ def sweep(
 ) -> None:
     """Run every point of a sweep (skipping finished ones) and tabulate mean ± std over seeds."""
     from aqa_framework.cli.console import err, out
+    from aqa_framework.experiments.sweep import (
+        load_sweep,
+        run_label,
+        run_sweep,
+        sweep_status,
+        tabulate,
+    )
     from aqa_framework.resolve import load
-    from aqa_framework.sweep import load_sweep, run_label, run_sweep, sweep_status, tabulate
 
     sw = load_sweep(sweep_file)
     folder = output or sw.default_folder()

@@ -1,7 +1,8 @@
 """mkdocs hooks: generate the reference pages from the code at build time.
 
 The spec reference, CLI reference, component catalog, hook reference and API pages come from
-:func:`aqa_framework.docgen.generated_pages`; they are added as in-memory files, so nothing
+:func:`docgen.generated_pages` (the package ``docs/docgen/``, next to this file, which is not
+part of the installed ``aqa_framework``); they are added as in-memory files, so nothing
 generated is ever written into ``docs/``.
 """
 
@@ -18,11 +19,12 @@ API_TITLE = "API reference"
 if str(ROOT) not in sys.path:  # build from a checkout without installing it
     sys.path.insert(0, str(ROOT))
 
+# mkdocs puts this folder on sys.path only while it loads the hooks: import docgen now.
+import docgen  # noqa: E402
+
 
 def on_config(config):
     """Resolve snippets from the repository root and list the API pages in the nav."""
-    from aqa_framework import docgen
-
     snippets = config.mdx_configs.setdefault("pymdownx.snippets", {})
     snippets["base_path"] = [str(ROOT)]
     api = [{"Overview": "api/index.md"}, *docgen.api_nav()]
@@ -34,8 +36,6 @@ def on_config(config):
 
 def on_files(files, config):
     """Add the generated pages (replacing any file of the same name)."""
-    from aqa_framework import docgen
-
     for src_uri, content in docgen.generated_pages(root=ROOT).items():
         existing = files.get_file_from_path(src_uri)
         if existing is not None:

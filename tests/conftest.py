@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AQA_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# The documentation generator is part of the repository, not of the package: docs/docgen/.
+if str(REPO / "docs") not in sys.path:
+    sys.path.insert(0, str(REPO / "docs"))
 
 
 @pytest.fixture(autouse=True)

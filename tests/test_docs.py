@@ -11,12 +11,13 @@ import sys
 import typing
 from pathlib import Path
 
+import docgen  # docs/docgen/, on sys.path through conftest.py
 import pytest
 import yaml
+from docgen.markdown import cell, plain
 from pydantic import BaseModel
 
-from aqa_framework import docgen, hookspecs
-from aqa_framework.docgen.markdown import cell, plain
+from aqa_framework import hookspecs
 from aqa_framework.hookspecs import HOOKS
 
 REPO = Path(__file__).resolve().parents[1]

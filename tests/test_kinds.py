@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import docgen  # docs/docgen/, on sys.path through conftest.py
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from aqa_framework import docgen, hookspecs, testing
+from aqa_framework import hookspecs, testing
 from aqa_framework.errors import PluginError
 from aqa_framework.interfaces import Aggregator, Backbone, TaskHead, VideoDataset
 from aqa_framework.kinds import KINDS, component_problems

@@ -22,6 +22,11 @@ def test_wheel_ships_core_and_builtin_plugins_under_unique_names(tmp_path):
     for init in (REPO / "plugins" / "aqa_builtin").rglob("__init__.py"):
         rel = init.relative_to(REPO / "plugins").as_posix()
         assert rel in names
+    # the scaffold templates are package data; the doc generator stays in the repository
+    for template in (REPO / "aqa_framework" / "resources" / "scaffold").iterdir():
+        assert f"aqa_framework/resources/scaffold/{template.name}" in names
+    shipped = [n for n in names if n.startswith(("aqa_framework/docgen/", "docgen/"))]
+    assert not shipped, f"{shipped} (left over in a stale build/ folder? remove it)"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "aqa = aqa_framework.cli.main:main" in text

@@ -11,7 +11,7 @@ import pytest
 
 from aqa_framework.cli.main import main
 from aqa_framework.errors import AQAError
-from aqa_framework.scaffold import create_plugin, package_names, render
+from aqa_framework.experiments.scaffold import create_plugin, package_names, render
 
 
 def test_names_follow_the_conventions():

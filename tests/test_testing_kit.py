@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from aqa_framework import testing
-from aqa_framework.docgen import builtin_registry
 from aqa_framework.interfaces import Aggregator, Backbone, TaskHead
+from aqa_framework.registry import Registry
 from aqa_framework.testing import ContractError
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ HEADS = {
     "classification": {},
     "caption": {"hidden": 16, "word_dim": 8, "layers": 1, "metrics": ["bleu", "rouge"]},
 }
-REGISTRY = builtin_registry()
+REGISTRY = Registry(entry_points=[], builtins=True, strict=True)  # built-ins only
 
 
 def _names(kind):

@@ -185,7 +185,7 @@ def new(
 ) -> None:
     """Create a plugin package (dataset, head, spec, tests) that installs and passes its tests."""
     from aqa_framework.cli.console import out
-    from aqa_framework.scaffold import create_plugin
+    from aqa_framework.experiments.scaffold import create_plugin
 
     root = create_plugin(name, directory)
     out.print(f"[green]Created[/] {root}", highlight=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aqa_framework.docgen.markdown import cell
+from docgen.markdown import cell
 
 TABLE4_ROWS: tuple[tuple[str, str], ...] = (
     ("aqa", "AQA (single task)"),

@@ -3,6 +3,10 @@
 The documentation site calls :func:`generated_pages` at build time (``docs/hooks.py``), so
 these pages can never drift from the pydantic models, the typer app, the registry and the
 example specs. Every function returns Markdown (mkdocs-material flavour).
+
+This package is part of the repository, not of the installed ``aqa_framework``: it lives in
+``docs/docgen/``, is imported as ``docgen`` with ``docs/`` on ``sys.path`` (the docs hook and
+the tests put it there), and finds the repository through its own path.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aqa_framework.docgen.api import api_file, api_index, api_nav, api_page, available_api_modules
-from aqa_framework.docgen.components import (
+from docgen.api import api_file, api_index, api_nav, api_page, available_api_modules
+from docgen.components import (
     KIND_TITLES,
     builtin_registry,
     catalog,
@@ -19,8 +23,8 @@ from aqa_framework.docgen.components import (
     component_section,
     hook_reference,
 )
-from aqa_framework.docgen.paper import reproducing_page
-from aqa_framework.docgen.reference import cli_reference, spec_reference
+from docgen.paper import reproducing_page
+from docgen.reference import cli_reference, spec_reference
 
 __all__ = [
     "KIND_TITLES",
@@ -38,7 +42,7 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-"""The checkout this package lives in (holds ``docs/`` and ``examples/``)."""
+"""The repository root: ``docs/docgen/__init__.py`` -> ``.`` (holds ``docs/`` and ``examples/``)."""
 
 
 def documentation_problems(registry: Any = None) -> list[str]:

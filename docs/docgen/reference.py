@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from aqa_framework.docgen.markdown import (
+from docgen.markdown import (
     cell,
     code,
     constraints,

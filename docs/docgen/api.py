@@ -28,9 +28,8 @@ API_MODULES: tuple[tuple[str, str], ...] = (
     ("aqa_framework.experiments.features", "Experiments: feature extraction"),
     ("aqa_framework.testing", "Test-kit"),
     ("aqa_framework.testing.plugin", "Test-kit: pytest fixtures"),
-    ("aqa_framework.scaffold", "Plugin scaffold"),
+    ("aqa_framework.experiments.scaffold", "Experiments: plugin scaffold"),
     ("aqa_framework.errors", "Errors"),
-    ("aqa_framework.docgen", "Documentation generator"),
 )
 """Module -> page title, in navigation order; modules that do not exist are skipped."""
 

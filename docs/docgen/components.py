@@ -5,14 +5,14 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from aqa_framework.docgen.markdown import (
+from aqa_framework.kinds import KINDS
+from docgen.markdown import (
     cell,
     docstring_body,
     field_default,
     params_table,
     plain,
 )
-from aqa_framework.kinds import KINDS
 
 KIND_TITLES: dict[str, str] = {kind.name: kind.title for kind in KINDS.values()}
 """Component kind -> section title, in catalog order (from :data:`aqa_framework.kinds.KINDS`)."""

@@ -27,10 +27,12 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from aqa_framework.component import Component, NoParams
-from aqa_framework.targets import Targets
+from aqa_framework.targets import TargetNeed, Targets
 
 FeatureLevel = Literal["video", "clips"]
-TargetKind = Literal["scores", "classes", "captions"]
+TargetKind = str
+"""``scores``, ``classes``, ``captions`` or an open :class:`~aqa_framework.targets.ArrayTarget`
+kind (``judge_scores``, ``sub_scores``, a plugin's own)."""
 MetricDirection = Literal["max", "min"]
 
 __all__ = [
@@ -180,7 +182,10 @@ class TaskHead(Component, PretrainedWeights, nn.Module, ABC):
     Attributes:
         consumes: ``"video"`` for aggregated features ``(B, *G)`` or ``"clips"`` for the
             clip sequence ``(B, N, *F)``.
-        target_kind: Which part of :class:`~aqa_framework.targets.Targets` it learns from.
+        target_kind: The kind of target it learns from (``scores``, ``classes``,
+            ``captions`` or an open array kind); the default :meth:`target_needs` asks for
+            one target of this kind. Heads that need several targets, or targets by name,
+            override :meth:`target_needs`.
         metric_directions: Metric name -> ``"max"`` (higher is better) or ``"min"`` (lower is
             better), for the names :meth:`metrics` reports; a key also covers the per-column
             names ``<column>_<key>``. Epoch selection (``train.select_mode: auto``) follows it.
@@ -230,22 +235,32 @@ class TaskHead(Component, PretrainedWeights, nn.Module, ABC):
         self.targets = targets
 
     @classmethod
+    def target_needs(cls, params: BaseModel) -> list[TargetNeed]:
+        """What this head needs from the dataset, for these params.
+
+        The default is one target of :attr:`target_kind`, any name. A head that reads targets
+        by name (``judges: judge_scores``) or needs several (marks and a difficulty) returns
+        one :class:`~aqa_framework.targets.TargetNeed` each; the default
+        :meth:`check_targets` then explains any that is not met.
+
+        Args:
+            params: Validated :attr:`Params`.
+        """
+        return [TargetNeed(cls.target_kind)]
+
+    @classmethod
     def check_targets(cls, params: BaseModel, targets: Targets) -> str | None:
         """Say why the dataset's targets do not suit this head, or ``None`` if they do.
 
-        The default checks that :attr:`target_kind` is provided at all.
+        The default checks every need of :meth:`target_needs` with
+        :meth:`Targets.explain <aqa_framework.targets.Targets.explain>`.
         """
-        present = {
-            "scores": bool(targets.scores),
-            "classes": bool(targets.classes),
-            "captions": targets.captions is not None,
-        }[cls.target_kind]
-        if present:
-            return None
-        return (
-            f"head '{cls.name}' needs {cls.target_kind} targets, but the dataset provides "
-            f"{targets.describe()}"
-        )
+        problems = [
+            problem
+            for need in cls.target_needs(params)
+            if (problem := targets.explain(need, f"head '{cls.name}'"))
+        ]
+        return "; ".join(problems) or None
 
     @abstractmethod
     def forward(self, features: Tensor, batch: Mapping[str, Any] | None = None) -> dict:

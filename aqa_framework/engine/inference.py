@@ -112,7 +112,7 @@ def evaluate_split(
     spec = trained.resolved.spec
     cls = trained.resolved.dataset.cls
     dataset = open_data(trained.resolved, training=False, split=split or spec.eval.split).test
-    if dataset.targets.model_dump(mode="json") != trained.targets.model_dump(mode="json"):
+    if dataset.targets != trained.targets:
         raise DataError(
             f"dataset '{cls.name}' now provides different targets than the model was trained "
             "with (classes, score range or vocabulary changed)"

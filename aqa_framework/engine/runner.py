@@ -358,7 +358,7 @@ class _Run:
 
     def _start(self, ckpt: Checkpoint | None, data: OpenedData) -> TrainState:
         """Build the training state (restored from ``ckpt``), record the start, open loaders."""
-        if ckpt is not None and ckpt.meta["targets"] != data.targets.model_dump(mode="json"):
+        if ckpt is not None and ckpt.targets != data.targets:
             raise CheckpointError(
                 f"cannot resume {self.folder.path}: the dataset's targets changed since the run "
                 "started (different classes, score range or vocabulary)"

@@ -381,6 +381,27 @@ def check_head(
     return {k: float(v) for k, v in metrics.items()}
 
 
+def _check_arrays(dataset: VideoDataset, where: str, arrays: Any) -> None:
+    """A sample's open targets: one float tensor per declared array, of its shape and range."""
+    declared = dataset.targets.arrays
+    _require(
+        isinstance(arrays, dict) and set(arrays) == set(declared),
+        dataset,
+        f"{where}: arrays {sorted(arrays) if isinstance(arrays, dict) else arrays!r} differ "
+        f"from targets.arrays {sorted(declared)}",
+    )
+    for name, value in arrays.items():
+        target = declared[name]
+        _require(
+            isinstance(value, Tensor) and value.dtype == torch.float32,
+            dataset,
+            f"{where}: arrays[{name!r}] must be a float32 tensor, got "
+            f"{getattr(value, 'dtype', type(value).__name__)}",
+        )
+        problem = target.problem(value.numpy())
+        _require(problem is None, dataset, f"{where}: arrays[{name!r}] {problem}")
+
+
 def _check_sample(dataset: VideoDataset, index: int, sample: Any) -> None:
     targets = dataset.targets
     where = f"sample {index}"
@@ -431,6 +452,7 @@ def _check_sample(dataset: VideoDataset, index: int, sample: Any) -> None:
             dataset,
             f"{where}: classes[{field!r}] = {value!r} must be an int in range({n})",
         )
+    _check_arrays(dataset, where, sample.get("arrays", {}))
     cap = targets.captions
     if cap is None:
         _require("caption" not in sample, dataset, f"{where}: has a caption but no vocabulary")

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import default_collate
 
 from aqa_framework.interfaces import VideoDataset
-from aqa_framework.targets import CaptionTarget, ClassField, ScoreTarget, Targets
+from aqa_framework.targets import ArrayTarget, CaptionTarget, ClassField, ScoreTarget, Targets
 
 __all__ = [
     "TinyVideoDataset",
@@ -32,6 +32,7 @@ def tiny_targets(
     classes: Mapping[str, Sequence[str] | int] | None = None,
     captions: bool = True,
     max_length: int = 8,
+    arrays: Mapping[str, ArrayTarget] | None = None,
 ) -> Targets:
     """Small :class:`~aqa_framework.targets.Targets` for head and model tests.
 
@@ -41,6 +42,8 @@ def tiny_targets(
             and a 2-class ``armstand`` field. Pass ``{}`` for none.
         captions: Whether to include a 10-word caption vocabulary.
         max_length: Longest caption in words (without ``<sos>``/``<eos>``).
+        arrays: Open targets (name -> :class:`~aqa_framework.targets.ArrayTarget`); none by
+            default.
 
     Returns:
         The targets.
@@ -63,7 +66,22 @@ def tiny_targets(
     if captions:
         words = ["<eos>", "<sos>", "a", "clean", "dive", "entry", "good", "rip", "splash", "twist"]
         caption = CaptionTarget(words=words, max_length=max_length)
-    return Targets(scores=score_targets, classes=class_fields, captions=caption)
+    return Targets(
+        scores=score_targets, classes=class_fields, captions=caption, arrays=dict(arrays or {})
+    )
+
+
+def _random_array(target: ArrayTarget, gen: torch.Generator) -> Tensor:
+    """Random values of an open target's shape, inside its bounds (``step`` respected)."""
+    low = 0.0 if target.low is None else target.low
+    high = low + 10.0 if target.high is None else target.high
+    if target.low is None and target.high is not None:
+        low = high - 10.0
+    values = low + (high - low) * torch.rand(target.shape, generator=gen)
+    step = target.info.get("step")
+    if isinstance(step, int | float) and step > 0:
+        values = (low + torch.round((values - low) / step) * step).clamp(low, high)
+    return values.to(torch.float32)
 
 
 def _random_caption(target: CaptionTarget, gen: torch.Generator) -> tuple[Tensor, int]:
@@ -112,6 +130,10 @@ def fake_sample(
         }
     if targets.captions is not None:
         sample["caption"], sample["caption_length"] = _random_caption(targets.captions, gen)
+    if targets.arrays:
+        sample["arrays"] = {
+            name: _random_array(t, gen) for name, t in targets.arrays.items()
+        }
     return sample
 
 

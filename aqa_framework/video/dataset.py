@@ -50,6 +50,24 @@ def _nonfinite_scores(records: list[SampleRecord]) -> list[tuple[str, str]]:
     ]
 
 
+def _bad_arrays(records: list[SampleRecord], targets: Targets) -> list[tuple[str, str]]:
+    """``(key, problem)`` for every open target value that is missing or does not fit.
+
+    A value outside its declared range (a judge mark of 45 on a 0-10 scale), of the wrong
+    shape or not finite makes its sample bad: reported under ``on_error``, never used.
+    """
+    out = []
+    for rec in records:
+        for name, target in targets.arrays.items():
+            if name not in rec.arrays:
+                out.append((rec.key, f"no value for target '{name}' ({target.kind})"))
+                continue
+            problem = target.problem(rec.arrays[name])
+            if problem:
+                out.append((rec.key, f"{name} {problem}"))
+    return out
+
+
 @dataclass
 class SampleRecord:
     """Everything needed to load one sample.
@@ -64,6 +82,8 @@ class SampleRecord:
         caption: Token ids ``<sos> ... <eos>`` (unpadded), or ``None``.
         caption_text: The complete caption as text (not cut to the caption length), the
             reference its metrics are computed against; ``None`` to use the tokens.
+        arrays: Open target name -> its value (a number or a sequence of the declared
+            :class:`~aqa_framework.targets.ArrayTarget` shape).
     """
 
     key: str
@@ -74,6 +94,7 @@ class SampleRecord:
     classes: dict[str, int] = field(default_factory=dict)
     caption: list[int] | None = None
     caption_text: str | None = None
+    arrays: dict[str, Any] = field(default_factory=dict)
 
 
 class ClipDataset(VideoDataset):
@@ -106,7 +127,7 @@ class ClipDataset(VideoDataset):
             raise DataError(
                 f"dataset '{self.name}': the files give invalid targets: {exc}"
             ) from exc
-        problems += _nonfinite_scores(records)
+        problems += _nonfinite_scores(records) + _bad_arrays(records, self._targets)
         if params.on_error == "skip":
             records = self._drop_missing_sources(records, problems)
         self.dropped_keys: list[str] = []  # left out when the split was opened (on_error: skip)
@@ -272,6 +293,11 @@ class ClipDataset(VideoDataset):
         sample: dict[str, Any] = {"key": rec.key, "video": video, "scores": dict(rec.scores)}
         if rec.classes:
             sample["classes"] = dict(rec.classes)
+        if self._targets.arrays:
+            sample["arrays"] = {
+                name: torch.as_tensor(rec.arrays[name], dtype=torch.float32)
+                for name in self._targets.arrays
+            }
         captions = self._targets.captions
         if captions is not None and rec.caption is not None:
             tokens = torch.full((captions.max_length + 2,), captions.pad_index, dtype=torch.int64)

@@ -55,6 +55,7 @@ def test_generator_writes_the_release_structures(synth):
         "ss_no",
         "tw_no",
         "final_score",
+        "judge_scores",
     }
     assert {(int(e), d) for e, d in caps} == set(ann)
     assert all(c[0] == "<sos>" and c[-1] == "<eos>" for c in caps.values())
@@ -64,8 +65,12 @@ def test_generator_writes_the_release_structures(synth):
     assert meta["synthetic"] is True and "NOT real" in (root / "README.md").read_text()
     for key, a in ann.items():
         d = meta["details"][f"{key[0]:02d}_{key[1]:02d}"]
-        middle = sorted(d["judges"])[2:5]
-        assert a["final_score"] == pytest.approx(round(a["difficulty"] * sum(middle), 2))
+        marks = a["judge_scores"]  # as in MUSDL's and CoRe's files: float64 (7,) arrays
+        assert type(marks) is np.ndarray and marks.dtype == np.float64 and marks.shape == (7,)
+        assert marks.tolist() == d["judges"]
+        assert ((marks >= 0) & (marks <= 10) & (marks * 2 == np.round(marks * 2))).all()
+        # the real formula, exactly: difficulty x the middle three of the seven marks, 2 decimals
+        assert a["final_score"] == round(a["difficulty"] * float(np.sort(marks)[2:5].sum()), 2)
     assert not list(root.parent.glob(".dives.tmp-*"))
 
 
@@ -78,6 +83,30 @@ def test_mtl_aqa_reads_the_synthetic_folder(synth):
     assert sample["caption"][: sample["caption_length"]].tolist()[-1] == 0
     text = train.targets.captions.decode(sample["caption"].tolist())
     assert "position" in text and "judges" in text
+
+
+def test_synthetic_dives_carry_judge_scores_and_difficulty(synth, recwarn):
+    from aqa_builtin.datasets.mtl_aqa import ScoreFormulaWarning, load_release_pickle
+
+    root, _ = synth
+    train = mtl(root, crop=48)
+    arrays = train.targets.arrays
+    assert set(arrays) == {"judge_scores", "difficulty"}
+    judges = arrays["judge_scores"]
+    assert (judges.kind, judges.shape, judges.low, judges.high) == ("judge_scores", (7,), 0, 10)
+    assert judges.labels == [f"judge_{i}" for i in range(1, 8)] and judges.info == {"step": 0.5}
+    assert (arrays["difficulty"].kind, arrays["difficulty"].shape) == ("difficulty", ())
+    ann = load_release_pickle(root / "final_annotations_dict.pkl")  # the restricted reader
+    sample = train[0]
+    key = tuple(int(k) for k in sample["key"].split("_"))
+    assert sample["arrays"]["judge_scores"].dtype == torch.float32
+    assert sample["arrays"]["judge_scores"].tolist() == ann[key]["judge_scores"].tolist()
+    assert sample["arrays"]["difficulty"].shape == ()
+    assert sample["arrays"]["difficulty"].item() == pytest.approx(ann[key]["difficulty"])
+    # every synthetic score follows from its marks: nothing to warn about
+    assert not [w for w in recwarn if issubclass(w.category, ScoreFormulaWarning)]
+    assert mtl(root, extra_targets=[]).targets.arrays == {}
+    assert set(mtl(root, extra_targets=["difficulty"]).targets.arrays) == {"difficulty"}
 
 
 def test_a_frame_decodes_to_the_pixels_that_were_rendered(synth):
@@ -221,6 +250,8 @@ def test_dataloader_workers_after_the_parent_opened_the_videos(synth):
     assert torch.equal(batches[0]["video"][0], first)
     assert batches[0]["classes"]["position"].shape == (4,)
     assert batches[0]["caption"].shape == (4, 100)
+    assert batches[0]["arrays"]["judge_scores"].shape == (4, 7)
+    assert batches[0]["arrays"]["difficulty"].shape == (4,)
 
 
 def test_cli_data_cache_fills_the_frame_cache(tmp_path, monkeypatch, capsys):

@@ -3,7 +3,8 @@
 The output folder reads exactly like the real release through the ``mtl-aqa`` dataset::
 
     OUT_DIR/
-      final_annotations_dict.pkl   {(event, dive): {start_frame, end_frame, position, ...}}
+      final_annotations_dict.pkl   {(event, dive): {start_frame, end_frame, position, ...,
+                                    judge_scores}} (judge_scores: float64 array of 7 marks)
       final_captions_dict.pkl      {(event, dive): ["<sos>", ..., "<eos>"]}
       train_split_0.pkl            [(event, dive), ...]
       test_split_0.pkl
@@ -43,8 +44,8 @@ from aqa_framework.synth.render import WINDOW, Scene
 
 __all__ = ["GENERATOR_VERSION", "EventPlan", "SynthSummary", "generate_diving", "plan_dataset"]
 
-GENERATOR_VERSION = 4
-"""Bumped whenever the same settings would produce different data."""
+GENERATOR_VERSION = 5
+"""Bumped whenever the same settings would produce different data (5: ``judge_scores``)."""
 
 MARKER = "synthetic.json"
 
@@ -425,6 +426,8 @@ def _annotations(
                 "ss_no": dive.ss_no,
                 "tw_no": dive.tw_no,
                 "final_score": dive.final_score,
+                # the seven marks, as MUSDL's and CoRe's annotation files hold them
+                "judge_scores": np.array(dive.judges, dtype=np.float64),
             }
             # the release keys its captions with numpy integers; do the same
             captions[(np.int64(plan.event), i + 1)] = ["<sos>", *dive.caption, "<eos>"]
@@ -483,7 +486,8 @@ format, so the `mtl-aqa` dataset reads them unchanged (`root:` this folder).
 
 Divers differ visibly by position (body shape), armstand start, rotation type (stance and
 turning direction), somersaults (total turn) and twists (suit colour flips). Entry angle and
-splash size set seven judges' marks; final score = difficulty x sum of the middle three marks.
+splash size set seven judges' marks (`judge_scores` in the annotations, as in MUSDL's and
+CoRe's versions of the files); final score = difficulty x sum of the middle three marks.
 Captions are templated descriptions. `synthetic.json` holds every dive's faults and marks.
 
 Results on this data say nothing about real diving.

@@ -9,9 +9,28 @@ Reads the release files unchanged (``Ready_2_Use/MTL-AQA_split_0_data/``):
 * ``vocab.json``: ``{"ix_to_word": {"0": "<eos>", ...}, "word_to_ix": {...}}``;
 * ``train_split_0.pkl`` / ``test_split_0.pkl``: lists of keys.
 
+Two later versions of the annotation file are read unchanged too (``annotations: <file>``,
+``captions: null``: they come without captions, and no ``vocab.json`` is needed then):
+
+* MUSDL's ``augmented_final_annotations_dict.pkl``: the official fields plus ``judge_scores``,
+  the seven judges' marks as a numpy float64 array of shape (7,). Its mark 45.0 at
+  ``(4, 49)`` (for 4.5) is outside 0-10: that sample is bad (an error naming it under
+  ``on_error: raise``, left out with a warning under ``skip``);
+* CoRe's ``final_annotations_dict_with_dive_number.pkl``: the same with that mark corrected,
+  plus ``dive_number``, the FINA dive code (``'407C'``).
+
+``extra_targets`` (default ``auto``) decides what they add to the targets: the open targets
+``judge_scores`` (kind ``judge_scores``, shape 7, 0-10, step 0.5) and ``difficulty`` (kind
+``difficulty``, a scalar) when the file has judge scores, the class field ``dive_number``
+(labels: the sorted codes of the whole file) when it has dive codes. The official file has
+neither, so its targets are those of before. With judge scores, the samples whose
+``final_score`` is not difficulty x the sum of the middle three marks (to two decimals; 30 in
+the real files) are named in one :class:`ScoreFormulaWarning` per split and kept.
+
 The pickles are the release's own format. They are read with a restricted unpickler that
-accepts only plain containers, numbers, strings and numpy scalars, but they should still come
-from the official release (or :mod:`aqa_framework.synth`), never from an untrusted source.
+accepts only plain containers, numbers, strings, and numpy scalars and arrays of plain numbers
+(rebuilt from their bytes), but they should still come from a release (or
+:mod:`aqa_framework.synth`), never from an untrusted source.
 
 Videos are not part of the release. Three layouts are read:
 
@@ -47,15 +66,18 @@ import json
 import math
 import operator
 import pickle
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aqa_framework.component import PATH_PARAM
 from aqa_framework.errors import DataError
 from aqa_framework.targets import (
+    ArrayTarget,
     CaptionTarget,
     ClassField,
     ScoreTarget,
@@ -68,12 +90,15 @@ from aqa_framework.yamlio import short_repr
 
 __all__ = [
     "ARMSTAND_LABELS",
+    "ARRAY_TARGETS",
     "POSITION_LABELS",
     "ROTATION_LABELS",
     "SS_LABELS",
     "TW_LABELS",
+    "EXTRA_TARGETS",
     "MTLAQADataset",
     "MTLAQAFiles",
+    "ScoreFormulaWarning",
     "load_release_pickle",
     "sample_key",
 ]
@@ -101,22 +126,212 @@ CLASS_FIELDS: dict[str, tuple[list[str], str]] = {
     "tw_no": (TW_LABELS, "Number of twists (index = 2 x twists)"),
 }
 
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "dtype"),
+ExtraTarget = Literal["judge_scores", "difficulty", "dive_number"]
+EXTRA_TARGETS: tuple[str, ...] = ("judge_scores", "difficulty", "dive_number")
+"""Targets beyond the official ones that later versions of the annotation file support."""
+
+ARRAY_TARGETS: dict[str, ArrayTarget] = {
+    "judge_scores": ArrayTarget(
+        kind="judge_scores",
+        shape=(7,),
+        low=0.0,
+        high=10.0,
+        labels=[f"judge_{i}" for i in range(1, 8)],
+        description="The seven judges' marks (0 to 10 in steps of 0.5); the final score is "
+        "difficulty x the sum of the middle three",
+        info={"step": 0.5},
+    ),
+    "difficulty": ArrayTarget(
+        kind="difficulty",
+        low=1.0,
+        high=5.0,
+        description="Degree of difficulty of the dive (multiplies the middle three marks)",
+    ),
 }
+"""The open targets of ``extra_targets``: ``judge_scores`` (shape 7) and ``difficulty``."""
+
+_FIXES = {
+    "judge_scores": "a mark runs from 0 to 10; correct it in the file (MUSDL's "
+    "augmented_final_annotations_dict.pkl has 45.0 for 4.5 at (4, 49), CoRe's "
+    "final_annotations_dict_with_dive_number.pkl has it corrected) or set on_error: skip "
+    "to leave the sample out",
+    "difficulty": "a degree of difficulty lies between 1 and 5; correct it in the file or set "
+    "on_error: skip to leave the sample out",
+}
+
+_MAX_SHOWN = 5  # samples named in a warning
+
+SCORE_ROUNDING = 0.005
+"""Final scores are given to two decimals: difficulty x marks may differ from them by this."""
+
+
+class ScoreFormulaWarning(UserWarning):
+    """Samples whose final score is not difficulty x the middle three marks (kept as annotated)."""
+
+
+_NUMERIC_KINDS = "biufc"
+"""numpy dtype kinds a release pickle may hold: bool, signed and unsigned int, float, complex."""
+
+
+class _NdarrayName:
+    """Stands for ``numpy.ndarray`` in a pickle: only ever the type passed to ``_reconstruct``."""
+
+
+_NDARRAY = _NdarrayName()
+
+
+class _DtypeSpec:
+    """A numpy dtype as a pickle describes it, turned into a real dtype only if it is numeric.
+
+    numpy pickles a dtype as ``dtype("f8", False, True)`` followed by a state tuple
+    ``(version, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata])``.
+    Only plain numbers are accepted: no structured, sub-array or object dtypes.
+    """
+
+    def __init__(self, obj: Any = None, align: Any = False, copy: Any = True) -> None:
+        self.obj = obj
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def dtype(self) -> Any:
+        """The numpy dtype, if it is a plain number type (else ``UnpicklingError``)."""
+        obj, state = self.obj, self.state
+        if not isinstance(obj, str) or len(obj) > 8:
+            raise pickle.UnpicklingError(f"refusing to load the numpy dtype {short_repr(obj)}")
+        try:
+            dt = np.dtype(obj)
+        except TypeError as exc:
+            raise pickle.UnpicklingError(f"unknown numpy dtype {obj!r}") from exc
+        if dt.kind not in _NUMERIC_KINDS or dt.fields is not None or dt.subdtype is not None:
+            raise pickle.UnpicklingError(
+                f"refusing to load the numpy dtype {obj!r} (only plain numbers are read)"
+            )
+        if state is None:
+            return dt
+        if (
+            not isinstance(state, tuple)
+            or len(state) < 8
+            or state[1] not in ("<", ">", "|", "=")
+            or any(part is not None for part in state[2:5])
+        ):
+            raise pickle.UnpicklingError(
+                f"refusing to load the numpy dtype {obj!r} with state {short_repr(state)}"
+            )
+        return dt.newbyteorder(state[1]) if state[1] in "<>" else dt
+
+
+def _numeric_array(raw: Any, dtype: Any, shape: Any, order: str) -> Any:
+    """A numpy array of plain numbers rebuilt from its raw bytes, after checking everything."""
+    if not isinstance(dtype, _DtypeSpec):
+        raise pickle.UnpicklingError(f"refusing an array of dtype {short_repr(dtype)}")
+    dt = dtype.dtype()
+    try:
+        dims = tuple(operator.index(n) for n in shape)
+    except TypeError as exc:
+        raise pickle.UnpicklingError(f"bad array shape {short_repr(shape)}") from exc
+    if any(n < 0 for n in dims):
+        raise pickle.UnpicklingError(f"bad array shape {list(dims)}")
+    if not isinstance(raw, bytes | bytearray):
+        raise pickle.UnpicklingError("refusing an array whose data are not raw bytes")
+    if len(raw) != math.prod(dims) * dt.itemsize:
+        raise pickle.UnpicklingError(
+            f"array data of {len(raw)} bytes do not fill shape {list(dims)} of {dt}"
+        )
+    return np.frombuffer(bytes(raw), dtype=dt).reshape(dims, order=order).copy()
+
+
+class _ArraySpec:
+    """A numpy array being unpickled; replaced by the array itself once loading is done.
+
+    ``_reconstruct(ndarray, (0,), b"b")`` makes it; the state tuple
+    ``(version, shape, dtype, is_fortran, raw bytes)`` that follows fills it.
+    """
+
+    def __init__(self, array: Any = None) -> None:
+        self.array = array
+
+    def __setstate__(self, state: Any) -> None:
+        if self.array is not None or not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError(f"bad numpy array state {short_repr(state)}")
+        shape, dtype, fortran, raw = state[-4:]
+        self.array = _numeric_array(raw, dtype, shape, "F" if fortran else "C")
+
+    def result(self) -> Any:
+        if self.array is None:
+            raise pickle.UnpicklingError("a numpy array in the pickle has no data")
+        return self.array
+
+
+def _reconstruct(subtype: Any, shape: Any = None, dtype: Any = None) -> _ArraySpec:
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError(f"refusing to rebuild an array of type {short_repr(subtype)}")
+    return _ArraySpec()
+
+
+def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any = "C") -> _ArraySpec:
+    if order not in ("C", "F"):
+        raise pickle.UnpicklingError(f"bad array order {short_repr(order)}")
+    return _ArraySpec(_numeric_array(buffer, dtype, shape, order))
+
+
+def _scalar(dtype: Any, data: Any = None) -> Any:
+    return _numeric_array(data, dtype, (), "C")[()]
+
+
+_NUMPY_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy", "dtype"): _DtypeSpec,
+    ("numpy", "ndarray"): _NDARRAY,
+    **{
+        (f"numpy.{core}.multiarray", name): func
+        for core in ("core", "_core")
+        for name, func in (("scalar", _scalar), ("_reconstruct", _reconstruct))
+    },
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+}
+"""The only globals a release pickle may name (numpy 1 and 2 spellings), each mapped to a
+checked stand-in: numpy scalars and arrays of plain numbers, nothing else."""
 
 
 class _ReleaseUnpickler(pickle.Unpickler):
+    def __init__(self, file: Any) -> None:
+        super().__init__(file)
+        self.arrays = 0
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        found = _NUMPY_GLOBALS.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if found is _reconstruct or found is _frombuffer:
+            self.arrays += 1
+        return found
+
+
+def _with_arrays(obj: Any) -> Any:
+    """``obj`` with every unpickled :class:`_ArraySpec` replaced by its numpy array."""
+    if isinstance(obj, _ArraySpec):
+        return obj.result()
+    if isinstance(obj, dict):
+        return {_with_arrays(k): _with_arrays(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_with_arrays(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_with_arrays(v) for v in obj)
+    if isinstance(obj, set | frozenset):
+        return type(obj)(_with_arrays(v) for v in obj)
+    if isinstance(obj, _DtypeSpec | _NdarrayName):
+        raise pickle.UnpicklingError("a numpy dtype or type outside an array")
+    return obj
 
 
 def load_release_pickle(path: str | Path) -> Any:
-    """Load an MTL-AQA release pickle (containers, numbers, strings and numpy scalars only).
+    """Load an MTL-AQA release pickle: containers, numbers, strings, numeric numpy data.
+
+    numpy scalars and arrays of plain numbers (bool, int, float, complex; as MUSDL's and
+    CoRe's ``judge_scores``) are rebuilt from their bytes; every other global a pickle names
+    (functions, classes, object or structured arrays) is refused.
 
     Args:
         path: The ``.pkl`` file.
@@ -130,7 +345,9 @@ def load_release_pickle(path: str | Path) -> Any:
     except FileNotFoundError as exc:
         raise DataError(f"annotation file not found: {path}") from exc
     try:
-        return _ReleaseUnpickler(io.BytesIO(data)).load()
+        unpickler = _ReleaseUnpickler(io.BytesIO(data))
+        loaded = unpickler.load()
+        return _with_arrays(loaded) if unpickler.arrays else loaded
     except Exception as exc:
         raise DataError(f"cannot read {path} as an MTL-AQA release pickle: {exc}") from exc
 
@@ -223,6 +440,21 @@ class MTLAQAFiles(BaseModel):
         description="(low, high) of final_score; default 0 to the highest score in the "
         "annotations (104.5 for MTL-AQA).",
     )
+    extra_targets: Literal["auto"] | list[ExtraTarget] = Field(
+        "auto",
+        description="Targets beyond the official ones: 'judge_scores' (the seven marks, 0-10), "
+        "'difficulty' (the degree of difficulty), 'dive_number' (a class field of the FINA "
+        "dive codes in the file). 'auto': judge_scores and difficulty when the annotation "
+        "file has judge_scores (MUSDL's and CoRe's files), dive_number when it has dive "
+        "numbers (CoRe's); none for the official file. A list: exactly these; [] for none.",
+    )
+
+    @field_validator("extra_targets")
+    @classmethod
+    def _no_repeats(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(set(value)) != len(value):
+            raise ValueError(f"extra_targets lists a target twice: {value}")
+        return value
 
 
 class MTLAQADataset(ClipDataset):
@@ -275,6 +507,7 @@ class MTLAQADataset(ClipDataset):
             raise DataError(f"mtl-aqa root folder not found: {self.root}")
         ann_path = self._file(p.annotations)
         annotations = self._keyed(load_release_pickle(ann_path), ann_path)
+        self._choose_extras(annotations, ann_path)
         split_path = self._file(p.train_split if self.split == "train" else p.test_split)
         split_keys = load_release_pickle(split_path)
         if not isinstance(split_keys, list | tuple):
@@ -314,7 +547,7 @@ class MTLAQADataset(ClipDataset):
                     )
                 )
                 continue
-            rec, problem = self._record(key, skey, ann, ann_path.name)
+            rec, problem = self._record(key, skey, ann, ann_path)
             if problem:
                 problems.append((skey, problem))
                 continue
@@ -330,7 +563,111 @@ class MTLAQADataset(ClipDataset):
                 rec.caption = ids
                 rec.caption_text = " ".join(_words(tokens))
             records.append(rec)
+        self._check_score_formula(records, annotations, ann_path)
         return records, problems
+
+    def _choose_extras(self, annotations: dict[tuple[int, int], Any], path: Path) -> None:
+        """Decide which of :data:`EXTRA_TARGETS` this dataset declares (``extra_targets``).
+
+        Sets ``self._extras`` (in the order of :data:`EXTRA_TARGETS`) and, for ``dive_number``,
+        ``self._dive_codes``: the sorted distinct codes of the whole file, so that every split
+        has the same labels.
+
+        Raises:
+            DataError: If a listed target has no field in the file, or the file has fewer than
+                two dive codes for ``dive_number``.
+        """
+        present = {
+            name
+            for ann in annotations.values()
+            if isinstance(ann, dict)
+            for name in EXTRA_TARGETS
+            if name in ann
+        }
+        wanted = self.params.extra_targets
+        if wanted == "auto":
+            auto = {"judge_scores", "difficulty"} if "judge_scores" in present else set()
+            wanted = [*auto, *({"dive_number"} & present)]
+        missing = [name for name in EXTRA_TARGETS if name in wanted and name not in present]
+        if missing:
+            raise DataError(
+                f"{path}: extra_targets asks for {', '.join(missing)}, but no annotation in "
+                "the file has such a field (MUSDL's augmented_final_annotations_dict.pkl and "
+                "CoRe's final_annotations_dict_with_dive_number.pkl have judge_scores, only "
+                "CoRe's has dive_number); leave them out of extra_targets"
+            )
+        self._extras = [name for name in EXTRA_TARGETS if name in wanted]
+        self._dive_codes: dict[str, int] = {}
+        if "dive_number" in self._extras:
+            codes = sorted(
+                {
+                    ann["dive_number"]
+                    for ann in annotations.values()
+                    if isinstance(ann, dict) and isinstance(ann.get("dive_number"), str)
+                }
+            )
+            if len(codes) < 2:
+                raise DataError(
+                    f"{path}: dive_number has {len(codes)} distinct code(s), a class field "
+                    "needs two or more; leave dive_number out of extra_targets"
+                )
+            self._dive_codes = {code: i for i, code in enumerate(codes)}
+
+    def _read_extras(self, rec: SampleRecord, ann: dict[str, Any], path: Path) -> str | None:
+        """Put the chosen extra targets of one annotation into ``rec``; the problem, if any."""
+        for name in self._extras:
+            if name not in ann:
+                return (
+                    f"annotation in {path.name} lacks field {name!r}, which other annotations "
+                    f"of the file have (add it, leave {name} out of extra_targets, or set "
+                    "on_error: skip to leave the sample out)"
+                )
+            value = ann[name]
+            if name == "dive_number":
+                if value not in self._dive_codes:
+                    return f"dive_number {short_repr(value, 30)} in {path.name} is not a dive code"
+                rec.classes[name] = self._dive_codes[value]
+                continue
+            problem = ARRAY_TARGETS[name].problem(value)
+            if problem:
+                return f"{name} {problem} in {path}: {_FIXES[name]}"
+            rec.arrays[name] = np.asarray(value, dtype=np.float64)
+        return None
+
+    def _check_score_formula(
+        self, records: list[SampleRecord], annotations: dict[tuple[int, int], Any], path: Path
+    ) -> None:
+        """Warn once about the samples whose final score does not follow from their marks.
+
+        Only when ``judge_scores`` is a target: final_score should be difficulty x the sum of
+        the middle three of the seven marks, to two decimals (:data:`SCORE_ROUNDING`). The
+        real files break this for 30 dives; they are kept as annotated.
+        """
+        if "judge_scores" not in self._extras:
+            return
+        by_key = {sample_key(*key): ann for key, ann in annotations.items()}
+        off: list[tuple[str, float, float]] = []
+        for rec in records:
+            try:
+                dd = float(by_key[rec.key]["difficulty"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            expected = dd * float(np.sort(rec.arrays["judge_scores"])[2:5].sum())
+            final = rec.scores["final_score"]
+            if abs(final - expected) > SCORE_ROUNDING + 1e-6:
+                off.append((rec.key, final, expected))
+        if not off:
+            return
+        shown = ", ".join(f"{k} ({f:g}, not {e:.2f})" for k, f, e in off[:_MAX_SHOWN])
+        more = f" and {len(off) - _MAX_SHOWN} more" if len(off) > _MAX_SHOWN else ""
+        warnings.warn(
+            f"dataset '{self.name}' ({self.split} split): {len(off)} sample(s) in {path.name} "
+            "have a final_score other than difficulty x the sum of the middle three judge "
+            f"scores: {shown}{more} (kept as annotated; a score rebuilt from the marks cannot "
+            "match them)",
+            ScoreFormulaWarning,
+            stacklevel=3,
+        )
 
     def _check_split(self, split_keys: list | tuple, split_path: Path) -> None:
         """Refuse a split that lists a key twice, or shares keys with the other split.
@@ -372,8 +709,9 @@ class MTLAQADataset(ClipDataset):
         return out
 
     def _record(
-        self, key: tuple[int, int], skey: str, ann: Any, ann_name: str
+        self, key: tuple[int, int], skey: str, ann: Any, ann_path: Path
     ) -> tuple[SampleRecord, str | None]:
+        ann_name = ann_path.name
         rec = SampleRecord(key=skey, source=self._source(*key))
         if not isinstance(ann, dict):
             return rec, f"annotation in {ann_name} is not a dict"
@@ -389,6 +727,9 @@ class MTLAQADataset(ClipDataset):
             return rec, f"annotation in {ann_name} lacks field {exc.args[0]!r}"
         except (TypeError, ValueError) as exc:
             return rec, f"bad annotation value in {ann_name}: {exc}"
+        problem = self._read_extras(rec, ann, ann_path)
+        if problem:
+            return rec, problem
         if self.params.layout == "sample_videos":
             rec.end = None
         return rec, None
@@ -439,7 +780,11 @@ class MTLAQADataset(ClipDataset):
     # -- targets ---------------------------------------------------------------------------
 
     def build_targets(self) -> Targets:
-        """Final score, the five class fields and (if configured) the captions."""
+        """Final score, the five class fields, captions and the chosen extra targets.
+
+        Captions when ``captions`` is set; ``judge_scores``, ``difficulty`` (open targets,
+        :data:`ARRAY_TARGETS`) and the class field ``dive_number`` as ``extra_targets`` says.
+        """
         p = self.params
         if p.score_range is not None:
             low, high = p.score_range
@@ -458,6 +803,15 @@ class MTLAQADataset(ClipDataset):
                 sos_index=word_to_ix["<sos>"],
                 eos_index=eos,
             )
+        classes = {
+            name: ClassField(labels=labels, description=desc)
+            for name, (labels, desc) in CLASS_FIELDS.items()
+        }
+        if self._dive_codes:
+            classes["dive_number"] = ClassField(
+                labels=list(self._dive_codes),
+                description="FINA dive code (the distinct codes of the annotation file, sorted)",
+            )
         return Targets(
             scores={
                 "final_score": ScoreTarget(
@@ -467,9 +821,7 @@ class MTLAQADataset(ClipDataset):
                     "judges' marks (points)",
                 )
             },
-            classes={
-                name: ClassField(labels=labels, description=desc)
-                for name, (labels, desc) in CLASS_FIELDS.items()
-            },
+            classes=classes,
             captions=captions,
+            arrays={name: ARRAY_TARGETS[name] for name in self._extras if name in ARRAY_TARGETS},
         )

@@ -2,8 +2,11 @@
 
 It is ``mtl-aqa`` on a folder written by :func:`aqa_framework.synth.diving.generate_diving`:
 the same files, the same reader, the same targets (final score, five class fields,
-captions). It exists so the quickstart and the tests run anywhere without downloading
-broadcasts; see ``docs/datasets-synthetic.md``. Results on it say nothing about real diving.
+captions), and like MUSDL's annotation file it holds the seven judges' marks, so it also
+declares the open targets ``judge_scores`` and ``difficulty`` (``extra_targets: auto``; set
+``extra_targets: []`` for the targets of generator version 4 and before). It exists so the
+quickstart and the tests run anywhere without downloading broadcasts; see
+``docs/datasets-synthetic.md``. Results on it say nothing about real diving.
 
 The data is generated the first time a split is opened, into ``root`` or, by default,
 ``.aqa-cache/synthetic-diving-<hash of the settings>`` under the current directory

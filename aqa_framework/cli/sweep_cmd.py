@@ -1,4 +1,4 @@
-"""``aqa sweep``: run a grid of specs (STL/MTL, backbones, training-set sizes, seeds)."""
+"""``aqa sweep``: run a grid of specs (STL/MTL, backbones, training-set sizes, seeds, folds)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from aqa_framework.cli.options import SetOption
 def sweep(
     sweep_file: Annotated[
         Path,
-        typer.Argument(help="Sweep file (YAML: base, axes, metrics).", dir_okay=False),
+        typer.Argument(
+            help="Sweep file (YAML: base, axes, metrics; replicate, summary).", dir_okay=False
+        ),
     ],
     set_: SetOption = None,
     output: Annotated[
@@ -32,7 +34,11 @@ def sweep(
         typer.Option("--collect", help="Only gather the results of finished runs into tables."),
     ] = False,
 ) -> None:
-    """Run every point of a sweep (skipping finished ones) and tabulate mean ± std over seeds."""
+    """Run every point of a sweep (skipping finished ones) and tabulate mean ± std per row.
+
+    Rows average over the replicate axis (seeds, or folds with ``replicate: fold``); with a
+    ``summary`` the table adds rows combining them across one axis (Fisher z for correlations).
+    """
     from aqa_framework.cli.console import err, out
     from aqa_framework.experiments.sweep import (
         load_sweep,
@@ -78,6 +84,8 @@ def sweep(
     table = tabulate(sw, statuses)
     paths = table.write(folder)
     out.print(table.rich_table())
+    for note in table.notes():
+        err.print(f"[yellow]warning[/] {note}", highlight=False)
     out.print(f"Sweep folder: {folder} ({', '.join(p.name for p in paths)})", highlight=False)
 
 

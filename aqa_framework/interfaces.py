@@ -134,6 +134,25 @@ class Backbone(Component, PretrainedWeights, nn.Module, ABC):
             ``(M, *F)`` features.
         """
 
+    @classmethod
+    def input_normalization(
+        cls, params: BaseModel
+    ) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """The per-channel ``(mean, std)`` that the weights of these params expect, if known.
+
+        Frames scaled to ``[0, 1]`` are expected normalised as ``(x - mean) / std``. ``aqa
+        validate`` and ``aqa run`` warn when the backbone loads a ``pretrained`` file and the
+        dataset's ``mean``/``std`` params differ from this (or it does not normalise). The
+        default, ``None``, declares no expectation.
+
+        Args:
+            params: Validated :attr:`Params`.
+
+        Returns:
+            ``(mean, std)``, one value per input channel, or ``None``.
+        """
+        return None
+
     def load_pretrained(self, path: str | Path) -> None:  # noqa: B027 - optional hook
         """Load weights from a local file (never from a network).
 

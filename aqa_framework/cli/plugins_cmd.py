@@ -39,6 +39,58 @@ def _params_rows(params_model: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def backbone_size(cls: Any) -> dict[str, Any]:
+    """Parameters and FLOPs of a backbone with its default params, for one default clip.
+
+    The backbone is built on the ``meta`` device (no memory, no weights) and run on one clip
+    of its ``default_input_shape`` (else the builder's default, 3x16x112x112) under
+    ``torch.utils.flop_counter.FlopCounterMode``, which counts a multiply-add as 2 FLOPs
+    (convolutions, matrix products, attention; not pooling, normalisation or activations).
+
+    Args:
+        cls: A backbone class.
+
+    Returns:
+        ``{"parameters": int, "flops": int, "clip": [C, T, H, W]}``, or ``{"error": str}``
+        when the backbone cannot be built or run with its default params.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from aqa_framework.builder import DEFAULT_INPUT_SHAPE
+
+    try:
+        params = cls.parse_params({})
+        with torch.device("meta"):
+            model = cls(params)
+        clip = tuple(int(s) for s in getattr(model, "default_input_shape", None)
+                     or DEFAULT_INPUT_SHAPE)[-4:]
+        model.eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.empty(1, *clip, device="meta"))
+    except Exception as exc:  # a third-party backbone may fail in any way; show says why
+        return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "flops": int(counter.get_total_flops()),
+        "clip": list(clip),
+    }
+
+
+def _size_text(size: dict[str, Any]) -> str:
+    if "error" in size:
+        return f"size: not measured with default params ({size['error']})"
+    n, flops = size["parameters"], size["flops"]
+    count = f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"
+    amount = f"{flops / 1e9:.1f} GFLOPs" if flops >= 1e8 else f"{flops / 1e6:.1f} MFLOPs"
+    c, t, h, w = size["clip"]
+    channels = "" if c == 3 else f" of {c} channels"
+    return (
+        f"size: {count} parameters, {amount} per {t}x{h}x{w} clip{channels} "
+        "(default params; a multiply-add counts as 2 FLOPs)"
+    )
+
+
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     return text or str(annotation).replace("typing.", "")
@@ -115,7 +167,10 @@ def show(
     kind: KindOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Show a component's parameters (types, defaults, descriptions) and where it is defined."""
+    """Show a component's parameters (types, defaults, descriptions) and where it is defined.
+
+    For a backbone, also its parameter count and FLOPs per clip with default params.
+    """
     import inspect
 
     from aqa_framework.errors import UnknownComponentError
@@ -150,6 +205,8 @@ def show(
                 "params": _params_rows(e.cls.Params),
             }
         )
+        if e.kind == "backbone":
+            docs[-1]["size"] = backbone_size(e.cls)
     if as_json:
         typer.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))
         return
@@ -161,6 +218,8 @@ def show(
         out.print(f"[bold]{d['kind']} {d['name']}[/] - {d['summary']}")
         out.print(f"class: {d['class']}\ndefined in: {d['source']}", markup=False)
         out.print(f"provided by: {d['distribution']} {d['version']} (plugin {d['plugin']})")
+        if "size" in d:
+            out.print(_size_text(d["size"]), markup=False, highlight=False)
         table = Table(title="params", title_justify="left")
         for col in ("name", "type", "default", "description"):
             table.add_column(col, overflow="fold")

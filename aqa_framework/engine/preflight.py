@@ -4,12 +4,16 @@
 ``pretrained`` file, a clip too small for the backbone or a sample its video cannot serve.
 :func:`preflight` makes the same checks, through the same functions and in the same order, on
 a model built on the ``meta`` device (no memory, no weights loaded), so ``aqa validate`` fails
-on each of them with the message ``aqa run`` would give.
+on each of them with the message ``aqa run`` would give. Both also warn
+(:class:`InputNormalizationWarning`) when the dataset normalises frames otherwise than the
+backbone's pretrained weights expect.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +28,14 @@ if TYPE_CHECKING:
     from aqa_framework.spec import Spec, TrainSpec
 
 __all__ = [
+    "InputNormalizationWarning",
     "Preflight",
     "check_eval_split",
+    "check_input_normalization",
     "check_optimization",
     "check_pretrained",
     "check_settings",
+    "input_normalization_mismatch",
     "preflight",
     "sizing_input_shape",
 ]
@@ -68,6 +75,75 @@ def check_pretrained(model: MultitaskModel) -> None:
 
     for _, _, path in pretrained_files(model):
         check_weight_file(path)
+
+
+class InputNormalizationWarning(UserWarning):
+    """The dataset normalises frames otherwise than the backbone's pretrained weights expect."""
+
+
+_NORM_TOLERANCE = 1e-3
+
+
+def _values(v: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{float(x):g}" for x in v) + "]"
+
+
+def _differs(given: Sequence[float], expected: Sequence[float]) -> bool:
+    return len(given) != len(expected) or any(
+        abs(float(a) - float(b)) > _NORM_TOLERANCE for a, b in zip(given, expected, strict=False)
+    )
+
+
+def input_normalization_mismatch(resolved: ResolvedSpec) -> str | None:
+    """Why the dataset's frames do not look like what the backbone's weights expect, or ``None``.
+
+    Only a backbone that loads a ``pretrained`` file and declares its
+    :meth:`~aqa_framework.interfaces.Backbone.input_normalization` is compared, with a
+    dataset whose params have ``mean`` and ``std`` (and ``normalize``, if any); values within
+    1e-3 agree.
+
+    Args:
+        resolved: A resolved spec.
+    """
+    backbone, data = resolved.backbone, resolved.dataset
+    weights = backbone.cls.pretrained_file(backbone.params)
+    declared = getattr(backbone.cls, "input_normalization", None)
+    expected = declared(backbone.params) if weights and declared else None
+    params = data.params
+    if expected is None or not (hasattr(params, "mean") and hasattr(params, "std")):
+        return None
+    mean, std = expected
+    wants = (
+        f"backbone '{backbone.name}' loads {weights}, whose weights expect frames normalised "
+        f"with mean {_values(mean)} and std {_values(std)}"
+    )
+    values = f"{data.path}.params.mean: {_values(mean)} and std: {_values(std)}"
+    if getattr(params, "normalize", True) is False:
+        return (
+            f"{wants}, but dataset '{data.name}' does not normalise them "
+            f"({data.path}.params.normalize: false); set normalize: true, {values}"
+        )
+    if _differs(params.mean, mean) or _differs(params.std, std):
+        return (
+            f"{wants}, but dataset '{data.name}' normalises with mean {_values(params.mean)} "
+            f"and std {_values(params.std)}; set {values}"
+        )
+    return None
+
+
+def check_input_normalization(resolved: ResolvedSpec) -> str | None:
+    """Warn when the dataset's normalisation differs from what the pretrained backbone expects.
+
+    See :func:`input_normalization_mismatch`; a mismatch is a warning, not an error (the
+    model can still learn, worse).
+
+    Returns:
+        The warning's message, or ``None`` when nothing was warned.
+    """
+    message = input_normalization_mismatch(resolved)
+    if message:
+        warnings.warn(message, InputNormalizationWarning, stacklevel=2)
+    return message
 
 
 def check_optimization(model: torch.nn.Module, train: TrainSpec) -> None:
@@ -126,8 +202,10 @@ def preflight(resolved: ResolvedSpec, *, samples: bool = True) -> Preflight:
     In the order a run meets them: device, precision and epoch selection; ``eval.split``; the
     training split and the validation/training subset sizes; the evaluation split; the model
     (heads against the dataset's targets, shapes for the dataset's samples); the
-    ``pretrained`` file (its header); optimizer and schedule; then, with ``samples``, each
-    sample of both splits against its video (:meth:`VideoDataset.check_samples`).
+    ``pretrained`` file (its header) and the input normalisation its weights expect (a
+    warning, :func:`check_input_normalization`); optimizer and schedule; then, with
+    ``samples``, each sample of both splits against its video
+    (:meth:`VideoDataset.check_samples`).
 
     Args:
         resolved: A resolved spec.
@@ -159,6 +237,7 @@ def preflight(resolved: ResolvedSpec, *, samples: bool = True) -> Preflight:
     shape = sizing_input_shape(dataset)
     model = build_model(resolved, dataset.targets, device="meta", input_shape=shape)
     check_pretrained(model)
+    check_input_normalization(resolved)
     check_optimization(model, spec.train)
     from aqa_framework.interfaces import VideoDataset
 

@@ -1,1 +1,1 @@
-"""Built-in backbones: C3D (pool5), the MSCADC BatchNorm C3D and per-frame timm models."""
+"""Built-in backbones: C3D, MSCADC, I3D, per-frame timm models and torchvision video models."""

@@ -5,7 +5,10 @@ The first epoch decodes each sample's frames (every frame a jittered window can 
 pick the frames they need, without decoding. Files live in
 ``<cache_dir>/<settings hash>/<key>_<lo>-<hi>.npy``: the hash covers the source file (path,
 size, modification time), the resize and the crop, the name covers the sample and its frame
-range, so a changed video, resize, crop or annotation never reuses stale frames. Writes are
+range, so a changed video, resize, crop or annotation never reuses stale frames. A window that
+never moves but spans a long video (``window: null``, the whole video) stores only the frames
+the sample uses, in ``<key>_<lo>-<hi>_f<hash of the frame list>.npy``, so a change of
+``num_clips`` or ``clip_length`` never reuses them either. Writes are
 atomic (temporary file, then rename), so parallel workers and interrupted runs never leave
 half-written entries.
 """
@@ -53,36 +56,57 @@ class FrameCache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def path(self, key: str, lo: int, hi: int, digest: str) -> Path:
-        """Where the frames ``[lo, hi)`` of sample ``key`` live for settings ``digest``."""
-        return self.root / digest / f"{_SAFE.sub('_', key)}_{lo}-{hi}.npy"
+    def path(self, key: str, lo: int, hi: int, digest: str, tag: str = "") -> Path:
+        """Where the frames ``[lo, hi)`` of sample ``key`` live for settings ``digest``.
 
-    def load(self, key: str, lo: int, hi: int, digest: str) -> np.ndarray | None:
-        """Memory-map a cached array, or ``None`` if absent or unreadable (then it is rebuilt)."""
-        path = self.path(key, lo, hi, digest)
+        ``tag`` tells entries apart that hold a selection of the frames of ``[lo, hi)``.
+        """
+        suffix = f"_{_SAFE.sub('_', tag)}" if tag else ""
+        return self.root / digest / f"{_SAFE.sub('_', key)}_{lo}-{hi}{suffix}.npy"
+
+    def load(
+        self, key: str, lo: int, hi: int, digest: str, *, rows: int | None = None, tag: str = ""
+    ) -> np.ndarray | None:
+        """Memory-map a cached array, or ``None`` if absent or unreadable (then it is rebuilt).
+
+        Args:
+            key: Sample key.
+            lo: First frame of the range.
+            hi: One past the last frame of the range.
+            digest: Settings hash.
+            rows: Frames the entry holds; default ``hi - lo`` (every frame of the range).
+            tag: The selection's name (see :meth:`path`).
+        """
+        expected = hi - lo if rows is None else rows
+        path = self.path(key, lo, hi, digest, tag)
         if not path.is_file():
             return None
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError):
             return None
-        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[0] != hi - lo:
+        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[0] != expected:
             return None
         return arr
 
-    def store(self, key: str, lo: int, hi: int, digest: str, frames: np.ndarray) -> Path:
+    def store(
+        self, key: str, lo: int, hi: int, digest: str, frames: np.ndarray, *, tag: str = ""
+    ) -> Path:
         """Write an array atomically and return its path.
 
         Args:
             key: Sample key.
-            lo: First frame stored.
-            hi: One past the last frame stored.
+            lo: First frame of the range.
+            hi: One past the last frame of the range.
             digest: Settings hash.
-            frames: ``uint8`` array whose first dim is ``hi - lo``.
+            frames: ``uint8`` array whose first dim is ``hi - lo``, or, with a ``tag``, any
+                number of rows (a selection of the range's frames).
+            tag: The selection's name (see :meth:`path`).
         """
-        if frames.dtype != np.uint8 or frames.shape[0] != hi - lo:
+        rows_ok = frames.shape[0] == hi - lo or (tag and 0 < frames.shape[0] <= hi - lo)
+        if frames.dtype != np.uint8 or not rows_ok:
             raise ValueError(f"expected uint8 frames with {hi - lo} rows, got {frames.shape}")
-        path = self.path(key, lo, hi, digest)
+        path = self.path(key, lo, hi, digest, tag)
         with atomic_file(path, "wb") as fh:
             np.save(fh, np.ascontiguousarray(frames), allow_pickle=False)
         return path

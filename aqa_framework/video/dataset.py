@@ -106,12 +106,12 @@ class ClipDataset(VideoDataset):
 
     Attributes:
         frame_pattern: File name pattern of the frames in a frame folder (formatted with
-            ``index``).
+            ``index``); ``None``: a folder's image files in sorted name order.
         first_frame_number: Number in the name of a folder's first frame.
     """
 
     Params: ClassVar[type[VideoParams]] = VideoParams
-    frame_pattern: ClassVar[str] = "{index:06d}.jpg"
+    frame_pattern: ClassVar[str | None] = "{index:06d}.jpg"
     first_frame_number: ClassVar[int] = 1
 
     def __init__(self, params: VideoParams, split: str = "train", train: bool = False) -> None:
@@ -142,7 +142,7 @@ class ClipDataset(VideoDataset):
         self._bad: dict[int, str] = {}  # index -> why it cannot be loaded (on_error: skip)
 
     @classmethod
-    def frame_files(cls, params: VideoParams) -> tuple[str, int]:
+    def frame_files(cls, params: VideoParams) -> tuple[str | None, int]:
         """``(frame_pattern, first_frame_number)`` of the frame folders these params read.
 
         The params' ``frame_pattern`` and ``first_frame_number`` fields when they declare

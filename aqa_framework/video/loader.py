@@ -32,8 +32,8 @@ CACHE_FORMAT_VERSION = 2
 
 
 def frame_naming(
-    params: VideoParams, frame_pattern: str = "{index:06d}.jpg", first_index: int = 1
-) -> tuple[str, int]:
+    params: VideoParams, frame_pattern: str | None = "{index:06d}.jpg", first_index: int = 1
+) -> tuple[str | None, int]:
     """How the frame files of a frame folder are named, for a dataset's params.
 
     Params that declare ``frame_pattern`` or ``first_frame_number`` fields (datasets whose
@@ -41,7 +41,8 @@ def frame_naming(
 
     Args:
         params: The dataset's validated params.
-        frame_pattern: File name pattern (formatted with ``index``) unless the params set it.
+        frame_pattern: File name pattern (formatted with ``index``) unless the params set it;
+            ``None``: the folder's image files in sorted name order.
         first_index: Number in the name of frame 0 unless the params set it.
 
     Returns:
@@ -63,7 +64,8 @@ class ClipLoader:
         transform: Resize, crop and normalisation.
         flip: Whether training samples are flipped horizontally with p=0.5.
         cache_dir: Decoded-frame cache folder, or ``None``.
-        frame_pattern: File name pattern in frame folders (formatted with ``index``).
+        frame_pattern: File name pattern in frame folders (formatted with ``index``);
+            ``None``: a folder's image files in sorted name order.
         first_index: Number in the file name of frame 0.
         decode_threads: Decoder threads per open video.
         pool_size: Readers kept open per process.
@@ -76,7 +78,7 @@ class ClipLoader:
         *,
         flip: bool = True,
         cache_dir: str | Path | None = None,
-        frame_pattern: str = "{index:06d}.jpg",
+        frame_pattern: str | None = "{index:06d}.jpg",
         first_index: int = 1,
         decode_threads: int = 1,
         pool_size: int = 4,
@@ -89,14 +91,15 @@ class ClipLoader:
         self.first_index = first_index
         self.decode_threads = decode_threads
         self.pool = ReaderPool(pool_size)
-        self._offsets = sampling.offsets()
+        # fixed for a window of fixed length; per video for the whole-video window
+        self._offsets = sampling.offsets() if sampling.window is not None else None
 
     @classmethod
     def from_params(
         cls,
         params: VideoParams,
         *,
-        frame_pattern: str = "{index:06d}.jpg",
+        frame_pattern: str | None = "{index:06d}.jpg",
         first_index: int = 1,
     ) -> ClipLoader:
         """Build a loader from a dataset's :class:`VideoParams`.
@@ -253,9 +256,11 @@ class ClipLoader:
         shift = int(torch.randint(-jitter, jitter + 1, ()).item()) if train and jitter else 0
         flip = bool(train and self.flip and torch.rand(()).item() < 0.5)
         plan = self.sampling.plan(n, end=end, start=start, shift=shift, source=str(source))
-        indices = (plan.start + self._offsets).reshape(-1)
+        indices = (plan.start + self._window_offsets(plan.length)).reshape(-1)
         if self.cache is not None:
-            prepared = self._cached(key, source, reader, plan.superset, indices)
+            # the whole-video window never moves: store only the frames it uses, not the video
+            stored = np.unique(indices) if self.sampling.window is None else None
+            prepared = self._cached(key, source, reader, plan.superset, indices, stored)
         else:
             prepared = reader.read_prepared(indices, self.transform.prepare)
         return self._finish(prepared, flip)
@@ -267,7 +272,13 @@ class ClipLoader:
         reader: FrameReader,
         superset: tuple[int, int],
         indices: np.ndarray,
+        stored: np.ndarray | None = None,
     ) -> torch.Tensor:
+        """Frames ``indices`` from the cache entry of ``superset`` (built if missing).
+
+        The entry holds every frame of ``superset`` or, given ``stored`` (sorted frame
+        indices), just those frames, named by a hash of them.
+        """
         assert self.cache is not None
         lo, hi = superset
         digest = settings_hash(
@@ -277,23 +288,34 @@ class ClipLoader:
             crop=self.transform.crop,
             pattern=self.frame_pattern if source.is_dir() else None,
         )
-        frames = self.cache.load(key, lo, hi, digest)
+        wanted = np.arange(lo, hi) if stored is None else stored
+        tag = "" if stored is None else "f" + settings_hash(frames=stored.tolist())[:12]
+        frames = self.cache.load(key, lo, hi, digest, rows=len(wanted), tag=tag)
         if frames is None:
-            prepared = reader.read_prepared(np.arange(lo, hi), self.transform.prepare)
+            prepared = reader.read_prepared(wanted, self.transform.prepare)
             frames = prepared.permute(0, 2, 3, 1).contiguous().numpy()
-            self.cache.store(key, lo, hi, digest, frames)
-        picked = np.ascontiguousarray(frames[indices - lo])
+            self.cache.store(key, lo, hi, digest, frames, tag=tag)
+        rows = indices - lo if stored is None else np.searchsorted(stored, indices)
+        picked = np.ascontiguousarray(frames[rows])
         return torch.from_numpy(picked).permute(0, 3, 1, 2)
 
+    def _window_offsets(self, length: int) -> np.ndarray:
+        """Offsets of a sample's frames in a window of ``length`` frames."""
+        if self._offsets is not None:
+            return self._offsets
+        return self.sampling.offsets(length)
+
     def _finish(self, prepared: torch.Tensor, flip: bool) -> torch.Tensor:
-        n, t = self._offsets.shape
+        n, t = self.sampling.num_clips, self.sampling.clip_length
         return self.transform.finish(prepared, flip=flip, clips=(n, t))
 
     def load_any(self, source: str | Path, frame_size: Sequence[int] | None = None) -> torch.Tensor:
         """Clips of an arbitrary video for inference (e.g. ``aqa predict``).
 
         The window is the video's last ``window`` frames or, if it is shorter, ``window``
-        frames resampled evenly over it (frames repeat).
+        frames resampled evenly over it (frames repeat). The whole-video window
+        (``window: null``) is every frame of the video; a video with fewer frames than a
+        sample is made of is resampled the same way to that many frames.
 
         The spatial transform is the one of evaluation, applied so that the model sees the
         field of view it was trained on. With ``resize`` set, every video is resized to it
@@ -316,11 +338,13 @@ class ClipLoader:
         try:
             n = reader.num_frames
             window = self.sampling.window
+            if window is None:
+                window = max(n, self.sampling.frames_per_sample)
             if n >= window:
                 base = np.arange(n - window, n)
             else:
                 base = np.round(np.linspace(0, n - 1, window)).astype(np.int64)
-            indices = base[self._offsets.reshape(-1)]
+            indices = base[self._window_offsets(window).reshape(-1)]
             transform = self._inference_transform(reader, source, frame_size)
             prepared = reader.read_prepared(indices, transform.prepare)
             return self._finish(prepared, flip=False)

@@ -68,20 +68,39 @@ class VideoParams(BaseModel):
     """Sampling and transform settings (C3D-AVG defaults: 6 x 16 frames, 171x128 -> 112).
 
     MSCADC: ``sampling: spread, num_clips: 1, clip_length: 16, resize: [640, 360], crop: 180``.
+    USDL/MUSDL on MTL-AQA: ``clip_starts: [0, 10, 20, 30, 40, 50, 60, 70, 80, 87]``.
+    USDL/MUSDL on JIGSAWS: ``window: null, sampling: uniform, num_clips: 10, jitter: 0``.
     Small CPU runs: e.g. ``clip_length: 8, frame_step: 2, resize: null, crop: 64``.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    sampling: Literal["clips", "spread"] = Field(
+    sampling: Literal["clips", "spread", "uniform"] = Field(
         "clips",
         description="'clips': num_clips clips of clip_length consecutive frames every clip_stride "
-        "frames (C3D-AVG); 'spread': num_clips x clip_length frames spread evenly over the "
-        "window (MSCADC).",
+        "frames, or at clip_starts (C3D-AVG, USDL/MUSDL, CoRe); 'spread': num_clips x "
+        "clip_length frames spread evenly over the window (MSCADC); 'uniform': num_clips x "
+        "clip_length frames at floor(linspace(0, W-1, num_clips*clip_length)) over the window "
+        "of W frames, cut into clips of clip_length (USDL/MUSDL on JIGSAWS).",
     )
-    window: int = Field(103, ge=1, description="Frames in a sample's window (103 in the paper).")
+    window: int | None = Field(
+        103,
+        ge=1,
+        description="Frames in a sample's window (103 in the paper); null: the whole video, "
+        "of any length (sampling 'uniform' or 'spread', jitter 0; a video with fewer than "
+        "num_clips x clip_length frames is an error naming it).",
+    )
     num_clips: int = Field(
-        6, ge=1, description="Clips per sample (N of the (N, C, T, H, W) video)."
+        6,
+        ge=1,
+        description="Clips per sample (N of the (N, C, T, H, W) video); follows from "
+        "clip_starts when that is set.",
+    )
+    clip_starts: list[int] | None = Field(
+        None,
+        description="'clips' mode: the offset of each clip in the window, e.g. "
+        "[0, 10, 20, 30, 40, 50, 60, 70, 80, 87] (USDL/MUSDL, 10 clips of 16 in 103 frames); "
+        "num_clips follows from it and clip_stride is not used. null: every clip_stride frames.",
     )
     clip_length: int = Field(16, ge=1, description="Frames per clip (T).")
     clip_stride: int = Field(
@@ -126,6 +145,8 @@ class VideoParams(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> VideoParams:
+        if self.clip_starts is not None and "num_clips" not in self.model_fields_set:
+            self.num_clips = len(self.clip_starts)
         self.temporal_sampling()  # raises ValueError on inconsistent clip settings
         crop = self.crop_hw
         if crop is not None and min(crop) < 1:
@@ -159,4 +180,5 @@ class VideoParams(BaseModel):
             frame_step=self.frame_step,
             mode=self.sampling,
             jitter=self.jitter,
+            clip_starts=None if self.clip_starts is None else tuple(self.clip_starts),
         )

@@ -9,7 +9,8 @@ Every reader returns frames as a ``uint8`` numpy array ``(F, H, W, 3)`` (RGB) fo
   ``DECORDArrayCopyFromTo: The size must exactly match``) are read with PyAV instead
   (:class:`PyAVVideoReader`); an error after both tried names both readers;
 * a folder of JPEG frames (``whole_videos_frames/01/000001.jpg``): read with PIL; the file of
-  frame ``i`` is ``pattern.format(index=i + first_index)``.
+  frame ``i`` is ``pattern.format(index=i + first_index)``, or, without a pattern, the
+  ``i``-th of the folder's image files in sorted name order (as USDL/MUSDL list them).
 
 Given the size the frames will be resized to, the JPEG reader decodes smaller frames (PIL's
 draft mode: a reduced power-of-two size, no smaller than needed). Video frames are decoded at
@@ -49,6 +50,8 @@ __all__ = [
 
 
 _quieted = False
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 class _PyAVError(DataError):
@@ -491,8 +494,11 @@ class JpegFolderReader(FrameReader):
     Args:
         path: The folder.
         pattern: File name of a frame, formatted with ``index`` (default ``{index:06d}.jpg``,
-            the layout ffmpeg's ``%06d.jpg`` writes).
-        first_index: Number in the name of frame 0 (ffmpeg starts at 1).
+            the layout ffmpeg's ``%06d.jpg`` writes); ``None``: the folder's image files
+            (``.jpg``, ``.jpeg``, ``.png``) in sorted name order are its frames (names must
+            sort in frame order, e.g. zero-padded numbers).
+        first_index: Number in the name of frame 0 (ffmpeg starts at 1); not used without a
+            pattern.
         size: ``(width, height)`` the frames will be resized to, or ``None``. JPEGs are then
             decoded at the smallest power-of-two reduction that is still at least this large
             (PIL's draft mode), which is much faster; the exact resize happens afterwards.
@@ -504,7 +510,7 @@ class JpegFolderReader(FrameReader):
     def __init__(
         self,
         path: str | Path,
-        pattern: str = "{index:06d}.jpg",
+        pattern: str | None = "{index:06d}.jpg",
         first_index: int = 1,
         size: tuple[int, int] | None = None,
     ) -> None:
@@ -513,16 +519,37 @@ class JpegFolderReader(FrameReader):
         self.first_index = first_index
         self.size = size
         self._n: int | None = None
+        self._names: list[str] | None = None
         if not self.path.is_dir():
             raise DataError(f"frame folder not found: {self.path}")
 
+    def _sorted_names(self) -> list[str]:
+        """The folder's image files in name order (the frames, without a pattern)."""
+        if self._names is None:
+            self._names = sorted(
+                f.name
+                for f in self.path.iterdir()
+                if f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file()
+            )
+            if not self._names:
+                raise DataError(f"frame folder {self.path} holds no .jpg, .jpeg or .png files")
+        return self._names
+
     def frame_path(self, index: int) -> Path:
         """The file that holds 0-based frame ``index``."""
+        if self.pattern is None:
+            names = self._sorted_names()
+            return self.path / (names[index] if 0 <= index < len(names) else f"<frame {index}>")
         return self.path / self.pattern.format(index=index + self.first_index)
 
     @property
     def num_frames(self) -> int:
-        """Number of consecutive frames from frame 0 (found by bisection on file names)."""
+        """Number of consecutive frames from frame 0 (found by bisection on file names).
+
+        Without a pattern: the number of image files in the folder.
+        """
+        if self._n is None and self.pattern is None:
+            self._n = len(self._sorted_names())
         if self._n is None:
             if not self.frame_path(0).is_file():
                 raise DataError(
@@ -567,7 +594,7 @@ class JpegFolderReader(FrameReader):
 def open_reader(
     path: str | Path,
     *,
-    frame_pattern: str = "{index:06d}.jpg",
+    frame_pattern: str | None = "{index:06d}.jpg",
     first_index: int = 1,
     num_threads: int = 1,
     size: tuple[int, int] | None = None,
@@ -576,7 +603,8 @@ def open_reader(
 
     Args:
         path: A video file or a folder of numbered frames.
-        frame_pattern: File name pattern inside a frame folder.
+        frame_pattern: File name pattern inside a frame folder; ``None``: the folder's image
+            files in sorted name order.
         first_index: Number in the file name of frame 0.
         num_threads: Decoder threads for video files.
         size: ``(width, height)`` the frames are going to be resized to: JPEGs are decoded

@@ -255,4 +255,4 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         pm.unregister(name=name)
-        raise PluginError(f"{exc}; the hooks are: {', '.join(hookspecs.HOOKS.values())}") from exc
+        raise PluginError(f"{exc}; the hooks are: {', '.join(hookspecs.ALL_HOOKS)}") from exc

@@ -164,6 +164,27 @@ def _never() -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class StepReport:
+    """What one training step did (for the ``step_end`` event).
+
+    Attributes:
+        step: The step, from 1.
+        steps: Steps of the epoch.
+        losses: This step's losses (``loss`` then per task; empty for a step with no sample).
+        updated: Whether the weights were updated.
+        mean_losses: The epoch's mean losses so far.
+        samples_per_s: Throughput so far (all processes).
+    """
+
+    step: int
+    steps: int
+    losses: dict[str, float]
+    updated: bool
+    mean_losses: dict[str, float]
+    samples_per_s: float
+
+
 @dataclass
 class EpochOptions:
     """How :func:`train_one_epoch` trains, besides what it trains with.
@@ -175,6 +196,8 @@ class EpochOptions:
         should_stop: Polled after every step; ``True`` abandons the epoch.
         description: Label of the batch bar.
         guard: Counter of consecutive non-finite steps (default: a fresh one, limit 10).
+        on_step: Called after every step with a :class:`StepReport` (the ``step_end``
+            training event).
     """
 
     grad_clip: float | None = None
@@ -183,6 +206,7 @@ class EpochOptions:
     should_stop: Callable[[], bool] = _never
     description: str = "train"
     guard: NonFiniteGuard | None = None
+    on_step: Callable[[StepReport], None] | None = None
 
     def __post_init__(self) -> None:
         if self.guard is None:
@@ -207,6 +231,8 @@ class _EpochRun:
     nonfinite_steps: int = 0
     skipped_samples: int = 0
     start: float = field(default_factory=time.perf_counter)
+    last: dict[str, float] = field(default_factory=dict)  # the last step's losses
+    last_updated: bool = False
 
     def step(self, step: int, batch: Any) -> bool:
         """Train on one batch; ``False`` if every process's batch had no sample to train on.
@@ -216,15 +242,28 @@ class _EpochRun:
         """
         self.skipped_samples += len(batch.get(SKIPPED, ())) if isinstance(batch, dict) else 0
         # a batch whose every sample was left out (on_error: skip): every rank skips the step
+        self.last, self.last_updated = {}, False
         if D.any_true(isinstance(batch, dict) and "video" not in batch, self.ctx):
             return False
         total, per_task, n = self._backward(to_device(batch, self.device))
         self.seen += n
+        if self.options.on_step is not None:
+            self.last = {k: float(v.detach()) for k, v in {"loss": total, **per_task}.items()}
         if self._finite(total):
             self._update(total, per_task, n)
+            self.last_updated = True
         else:
             self._reject(step, total, per_task)
         return True
+
+    def report(self, step: int, steps: int) -> None:
+        """Send the ``step_end`` report of ``step`` (from 0) to ``options.on_step``."""
+        on_step = self.options.on_step
+        if on_step is None:
+            return
+        means = {k: float(v) / max(self.counted, 1) for k, v in self.sums.items()}
+        rate = self.seen * self.ctx.world_size / max(time.perf_counter() - self.start, 1e-9)
+        on_step(StepReport(step + 1, steps, self.last, self.last_updated, means, rate))
 
     def _backward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         """Forward pass, loss and gradients; returns the losses and the batch size."""
@@ -334,7 +373,8 @@ def train_one_epoch(
         precision: ``fp32``, ``bf16`` or ``fp16``.
         ctx: Distributed context (losses are averaged across ranks).
         **options: The fields of :class:`EpochOptions`, by name: ``grad_clip``,
-            ``max_steps``, ``progress``, ``should_stop``, ``description``, ``guard``.
+            ``max_steps``, ``progress``, ``should_stop``, ``description``, ``guard``,
+            ``on_step``.
 
     Raises:
         StopRequested: When ``should_stop`` returned ``True``.
@@ -353,8 +393,10 @@ def train_one_epoch(
         if not run.step(step, batch):
             if opts.progress is not None:
                 opts.progress.step()
+            run.report(step, steps)
             continue
         run.show(step, steps)
+        run.report(step, steps)
         if opts.should_stop():
             raise StopRequested
     seconds = time.perf_counter() - run.start

@@ -9,6 +9,10 @@ checkpoint with the same generator states, so it ends with the metrics of an uni
 The pieces live in their own modules: :mod:`.train_state` (what is saved and restored),
 :mod:`.epoch_policy` (what the end of an epoch does) and :mod:`.results` (what a finished run
 writes); this module claims the run folder, opens the data and runs the epochs.
+
+Everything a run reports goes through its training events (:mod:`.events`): the progress
+display, ``metrics.jsonl`` and the results are the first callbacks
+(:mod:`.builtin_callbacks`), then the spec's trackers (``track:``), then the plugins'.
 """
 
 from __future__ import annotations
@@ -34,12 +38,31 @@ from aqa_framework.engine.checkpoint import (
 )
 from aqa_framework.engine.environment import collect_environment
 from aqa_framework.engine.epoch_policy import EpochPolicy, epoch_record
+from aqa_framework.engine.events import (
+    Callback,
+    CallbackError,
+    CheckpointSaved,
+    Close,
+    EpochEnd,
+    EpochStart,
+    Evaluate,
+    Event,
+    EventBus,
+    Interrupt,
+    Registered,
+    Resume,
+    RunEnd,
+    RunInfo,
+    RunStart,
+    StepEnd,
+)
 from aqa_framework.engine.loaders import EpochLoader, eval_loader, resolve_num_workers
 from aqa_framework.engine.loop import (
     EpochStats,
     EvalResult,
     NonFiniteGuard,
     NonFiniteLoss,
+    StepReport,
     StopRequested,
     evaluate,
     train_one_epoch,
@@ -47,7 +70,7 @@ from aqa_framework.engine.loop import (
 from aqa_framework.engine.optim import current_lr
 from aqa_framework.engine.precision import configure_backends, resolve_device, resolve_precision
 from aqa_framework.engine.progress import TrainingProgress
-from aqa_framework.engine.results import RunResults, write_results
+from aqa_framework.engine.results import RunResults
 from aqa_framework.engine.run_folder import (
     ENVIRONMENT_FILE,
     RunFolder,
@@ -78,6 +101,7 @@ RESUMABLE_CHANGES = (
     "data.eval_batch_size",
     "eval.report_samples",
     "output",
+    "track",
     "description",
 )
 
@@ -87,6 +111,7 @@ def run_training(
     run_dir: str | Path | None = None,
     resume: str | Path | None = None,
     console: Console | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> Path:
     """Train and evaluate a resolved spec; returns the run folder.
 
@@ -104,9 +129,14 @@ def run_training(
         resume: Run folder (or checkpoint folder) of an interrupted run to continue; a run
             that stopped before its first checkpoint starts from the beginning.
         console: Where progress and messages go (default: stderr).
+        callbacks: More training callbacks (:class:`~aqa_framework.engine.events.Callback`),
+            called after the built-in ones, the trackers and the plugins' callbacks.
 
     Raises:
-        SpecError: If the spec does not fit the data, or differs from the resumed run's.
+        SpecError: If the spec does not fit the data, differs from the resumed run's, or
+            names an unknown tracker (or one whose optional dependency is missing).
+        CallbackError: When a training callback raised (the run stopped; its last checkpoint
+            is kept).
         CheckpointError: If the run to resume has no readable checkpoint, the run folder is
             in use by another process, or holds something else than a run.
         TrainingInterrupted: On SIGINT/SIGTERM, after saying how to resume.
@@ -119,6 +149,7 @@ def run_training(
     run = None
     try:
         run = _Run(resolved, ctx, device, console or Console(stderr=True, soft_wrap=True))
+        run.set_callbacks(callbacks or [])
         return run.execute(run_dir, resume)
     finally:
         if run is not None:
@@ -135,7 +166,7 @@ class _Controls:
     """
 
     stop: GracefulStop
-    progress: TrainingProgress
+    progress: TrainingProgress | None
     guard: NonFiniteGuard
     ctx: D.DistContext
 
@@ -208,6 +239,39 @@ class _Run:
         self.train_loader: EpochLoader
         self.loaders: dict[str, Any] = {}
         self.meta: dict[str, Any] = {}
+        self.progress_callback = _builtin_progress(console)
+        self.bus = EventBus([], ctx.is_main)
+        self.info: RunInfo
+        self.state: TrainState | None = None
+        self.sizes: dict[str, int] = {}
+
+    def set_callbacks(self, extra: list[Callback]) -> None:
+        """The run's callbacks: built-ins, the spec's trackers, the plugins', then ``extra``.
+
+        Raises:
+            SpecError: For an unknown tracker or one whose dependency is missing.
+            PluginError: When a plugin registers a bad callback.
+        """
+        from aqa_framework.engine.builtin_callbacks import MetricsFileCallback, ResultsCallback
+        from aqa_framework.engine.events import instantiate, plugin_callback_classes
+        from aqa_framework.registry import get_registry
+        from aqa_framework.tracking import resolve_trackers
+
+        registry = get_registry()
+        framework = "aqa-framework"
+        callbacks = [
+            Registered(self.progress_callback, framework),
+            Registered(MetricsFileCallback(), framework),
+            Registered(ResultsCallback(), framework),
+            *resolve_trackers(self.spec.track, registry, self.resolved.source),
+            *instantiate(plugin_callback_classes(registry)),
+            *(Registered(cb, "run_training(callbacks=...)") for cb in extra),
+        ]
+        self.bus = EventBus(callbacks, self.ctx.is_main)
+
+    def emit(self, name: str, event: Event) -> None:
+        """Send an event to the callbacks (see :mod:`aqa_framework.engine.events`)."""
+        self.bus.emit(name, event)
 
     def release(self) -> None:
         """Drop the run folder's lock (rank 0)."""
@@ -226,18 +290,56 @@ class _Run:
         selection = resolve_selection(spec, has_val=spec.data.val_fraction > 0, heads=heads)
         folder, ckpt = self._folder(run_dir, resume)
         self.folder = folder
-        configure_backends(self.device)
-        data = self._data()
-        state = self._start(ckpt, data)
-        policy = EpochPolicy.from_spec(spec, selection, has_val=data.val is not None)
-        started = time.perf_counter()
-        self._train(state, policy)
-        train_seconds = time.perf_counter() - started
-        result = self._final(state.model, state.best)
-        if self.ctx.is_main:
-            self._write_results(data, state, selection, result, train_seconds)
-        D.barrier(self.ctx)
+        self.info = RunInfo(
+            folder=folder.path,
+            name=folder.path.name,
+            spec=resolved_spec_dict(self.resolved),
+            source=self.resolved.source,
+            epochs=spec.train.epochs,
+            world_size=self.ctx.world_size,
+            rank=self.ctx.rank,
+            log=self.log,
+        )
+        status, error = "failed", None
+        try:
+            configure_backends(self.device)
+            data = self._data()
+            state = self.state = self._start(ckpt, data)
+            policy = EpochPolicy.from_spec(spec, selection, has_val=data.val is not None)
+            started = time.perf_counter()
+            self._train(state, policy)
+            train_seconds = time.perf_counter() - started
+            result = self._final(state.model, state.best)
+            if self.ctx.is_main:
+                self._finish(data, state, selection, result, train_seconds)
+            D.barrier(self.ctx)
+            status = "finished"
+        except TrainingInterrupted:
+            status = "interrupted"
+            raise
+        except CallbackError as exc:
+            error = str(exc)
+            raise CallbackError(
+                f"{exc}. The run stopped: {self._kept()}", exc.origin, exc.callback, exc.event
+            ) from exc
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            for problem in self.bus.close(Close(self.info, status=status, error=error)):
+                self.log(f"warning: {problem}")
         return folder.path
+
+    def _kept(self) -> str:
+        """What a stopped run kept, and how to resume it."""
+        saved = self.state.saved_epoch if self.state is not None else 0
+        source = self.resolved.source or "SPEC"
+        if not saved:
+            return "no checkpoint was written yet (resuming starts the run from the beginning)"
+        return (
+            f"the checkpoint of epoch {saved} is kept; resume with: aqa run {source} "
+            f"--resume {self.folder.path}"
+        )
 
     # ------------------------------------------------------------------ run folder
     def _folder(
@@ -373,13 +475,32 @@ class _Run:
         self._prepare_forward(state.model)
         self._prepare_loaders(data)
         self.meta = self._checkpoint_meta(data)
+        self.sizes = dict(data.sizes)
+        self.emit(
+            "run_start",
+            RunStart(
+                self.info,
+                start_epoch=state.epoch,
+                history=_copy(state.history),
+                sizes=dict(data.sizes),
+            ),
+        )
+        if ckpt is not None:
+            self.emit("resume", Resume(self.info, after_epoch=ckpt.epoch, checkpoint=ckpt.path))
         return state
 
     def _build_state(self, data: OpenedData) -> TrainState:
-        """The model (seeded with ``spec.seed``), its optimizer, schedule and scaler."""
+        """The model (seeded with ``spec.seed``), its optimizer, schedule and scaler.
+
+        Warns first when the dataset's normalisation differs from what the backbone's
+        pretrained weights expect.
+        """
         from aqa_framework.builder import build_model
+        from aqa_framework.engine.preflight import check_input_normalization
 
         spec = self.spec
+        if self.ctx.is_main:
+            check_input_normalization(self.resolved)
         seed_everything(spec.seed)
         model = build_model(
             self.resolved, data.targets, device=self.device, input_shape=data.input_shape
@@ -462,19 +583,14 @@ class _Run:
             env = old or env
             env["resumes"] = resumes
         folder.write_json(ENVIRONMENT_FILE, env)
-        folder.write_metrics(state.history)
         self.log(f"Run folder: {folder.path}")
 
     # ------------------------------------------------------------------ epochs
     def _train(self, state: TrainState, policy: EpochPolicy) -> None:
         """Train the remaining epochs; a stop request ends the run after the current step."""
-        with (
-            GracefulStop(on_request=self._on_signal) as stop,
-            TrainingProgress(self.console, policy.epochs, enabled=self.ctx.is_main) as progress,
-        ):
-            progress.set_completed_epochs(state.epoch)
+        with GracefulStop(on_request=self._on_signal) as stop:
             guard = NonFiniteGuard(self.spec.train.max_nonfinite_steps)
-            controls = _Controls(stop, progress, guard, self.ctx)
+            controls = _Controls(stop, self.progress_callback.progress, guard, self.ctx)
             for epoch in range(state.epoch, policy.epochs):
                 self._epoch(state, policy, controls, epoch)
 
@@ -486,18 +602,44 @@ class _Run:
         lr = current_lr(state.optimizer)
         record = epoch_record(done, lr, self._train_epoch(state, controls, epoch, policy.epochs))
         for split in policy.splits_to_evaluate(done):
-            record[split] = self._evaluate(state.model, split, controls.progress).metrics
+            result = self._evaluate(state.model, split, self.progress_callback.progress)
+            record[split] = result.metrics
+            self.emit(
+                "evaluate",
+                Evaluate(
+                    self.info, epoch=done, split=split, metrics=dict(result.metrics), result=result
+                ),
+            )
         decision = policy.end_epoch(done, record, state.best)
         state.best = decision.best
         if state.scheduler is not None:
             state.scheduler.step(done, decision.scheduler_metric)
         state.history.append(record)
         state.epoch = done
-        controls.progress.end_epoch(self._summary(record, policy.epochs))
         if decision.checkpoint:
             state.save(self.folder, self.meta, self.ctx, also_best=decision.as_best)
-        elif self.ctx.is_main:
-            self.folder.write_metrics(state.history)
+            self.emit(
+                "checkpoint",
+                CheckpointSaved(
+                    self.info,
+                    epoch=done,
+                    path=self.folder.checkpoints / "last",
+                    best=decision.as_best,
+                    history=_copy(state.history),
+                ),
+            )
+        self.emit(
+            "epoch_end",
+            EpochEnd(
+                self.info,
+                epoch=done,
+                record=_copy([record])[0],
+                history=_copy(state.history),
+                best=dict(state.best) if state.best else None,
+                is_best=decision.is_best,
+                summary=self._summary(record, policy.epochs),
+            ),
+        )
         if controls.stop.requested is not None and not policy.is_last(done):
             self._interrupted(controls.stop.requested, done, state)
 
@@ -506,11 +648,36 @@ class _Run:
     ) -> EpochStats:
         """One pass over the training split; a stop request or a diverged loss ends the run."""
         spec = self.spec
+        loader = self.train_loader.epoch(epoch)
+        steps = len(loader)
+        if spec.train.max_steps_per_epoch is not None:
+            steps = min(steps, spec.train.max_steps_per_epoch)
+        done = epoch + 1
+        self.emit(
+            "epoch_start",
+            EpochStart(self.info, epoch=done, steps=steps, lr=current_lr(state.optimizer)),
+        )
+
+        def on_step(report: StepReport) -> None:
+            self.emit(
+                "step_end",
+                StepEnd(
+                    self.info,
+                    epoch=done,
+                    step=report.step,
+                    steps=report.steps,
+                    losses=report.losses,
+                    updated=report.updated,
+                    mean_losses=report.mean_losses,
+                    samples_per_s=report.samples_per_s,
+                ),
+            )
+
         try:
             return train_one_epoch(
                 model=state.model,
                 forward=self.forward,
-                loader=self.train_loader.epoch(epoch),
+                loader=loader,
                 optimizer=state.optimizer,
                 scaler=state.scaler,
                 device=self.device,
@@ -518,10 +685,10 @@ class _Run:
                 ctx=self.ctx,
                 grad_clip=spec.train.grad_clip,
                 max_steps=spec.train.max_steps_per_epoch,
-                progress=controls.progress,
                 should_stop=controls.should_stop,
                 description=f"epoch {epoch + 1}/{epochs}",
                 guard=controls.guard,
+                on_step=on_step,
             )
         except StopRequested:
             self._interrupted(controls.stop.requested or "a signal", epoch + 1, state)
@@ -573,6 +740,10 @@ class _Run:
             f"--resume {self.folder.path} (with the same --set options)"
         )
         self.log(msg)
+        self.emit(
+            "interrupt",
+            Interrupt(self.info, signal=signame, epoch=epoch, saved_epoch=saved, message=msg),
+        )
         raise TrainingInterrupted(msg)
 
     def _diverged(self, exc: NonFiniteLoss, epoch: int, state: TrainState) -> NoReturn:
@@ -599,9 +770,22 @@ class _Run:
             ckpt = load_checkpoint(self.folder.checkpoints / "best", training_state=False)
             load_weights(model, ckpt.model_state, ckpt.path)
             self.log(f"Evaluating epoch {ckpt.epoch} (selected) on the {split} split")
-        return self._evaluate(model, split, description=f"final {split}")
+        result = self._evaluate(model, split, description=f"final {split}")
+        epoch = best["epoch"] if best is not None else self.spec.train.epochs
+        self.emit(
+            "evaluate",
+            Evaluate(
+                self.info,
+                epoch=epoch,
+                split=split,
+                metrics=dict(result.metrics),
+                final=True,
+                result=result,
+            ),
+        )
+        return result
 
-    def _write_results(
+    def _finish(
         self,
         data: OpenedData,
         state: TrainState,
@@ -609,7 +793,7 @@ class _Run:
         result: EvalResult,
         train_seconds: float,
     ) -> None:
-        """Rank 0: write the predictions, ``results.json`` and the report."""
+        """Rank 0: the ``run_end`` event (the results callback writes the results files)."""
         from aqa_framework.builder import count_parameters
 
         results = RunResults(
@@ -628,4 +812,27 @@ class _Run:
                 f"processes: {self.ctx.world_size}",
             ],
         )
-        self.log(write_results(self.folder, self.resolved, results))
+        self.emit(
+            "run_end",
+            RunEnd(
+                self.info,
+                metrics=dict(result.metrics),
+                epoch=state.best["epoch"] if state.best else self.spec.train.epochs,
+                history=_copy(state.history),
+                results=results,
+                resolved=self.resolved,
+            ),
+        )
+
+
+def _copy(records: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """Deep copies of per-epoch records, so that no callback can change the run's."""
+    import copy
+
+    return tuple(copy.deepcopy(r) for r in records)
+
+
+def _builtin_progress(console: Console) -> Any:
+    from aqa_framework.engine.builtin_callbacks import ProgressCallback
+
+    return ProgressCallback(console)

@@ -106,7 +106,8 @@ class TrainState:
         """Write the state as the run's ``last`` checkpoint (rank 0; every rank must call).
 
         The checkpoint's metadata is ``meta`` plus the epoch, its record, the best epoch, the
-        history and the time; ``metrics.jsonl`` is rewritten from the history.
+        history and the time (``metrics.jsonl`` is rewritten by the ``checkpoint`` event's
+        callback, :class:`~aqa_framework.engine.builtin_callbacks.MetricsFileCallback`).
 
         Args:
             folder: The run folder.
@@ -132,7 +133,6 @@ class TrainState:
                 self.training_state(rngs),
                 also_as=("best",) if also_best else (),
             )
-            folder.write_metrics(self.history)
         self.saved_epoch = self.epoch
         D.barrier(ctx)
 

@@ -135,7 +135,9 @@ def hook_reference(registry: Any = None) -> str:
         "# Hook reference",
         "",
         "A plugin is a module (named by an entry point in the `aqa` group) with functions "
-        "marked by `aqa_framework.hookimpl`. There are four hooks, one per component kind. "
+        "marked by `aqa_framework.hookimpl`. There are four hooks, one per component kind, "
+        "and three that add training callbacks, experiment trackers and `aqa` sub-commands "
+        "([below](#register-callbacks)). "
         "Each receives a `register` callable; call it once per component class. A plugin "
         "implements only the hooks it needs. The built-in components register through these "
         "same hooks.",
@@ -187,6 +189,74 @@ def hook_reference(registry: Any = None) -> str:
             )
             out.append(f"- built-in implementations: {links}")
         out.append("")
+    out += _extension_hooks()
+    out += training_events()
     return "\n".join(out)
+
+
+def _extension_hooks() -> list[str]:
+    """Sections of the hooks that add callbacks, trackers and commands."""
+    from aqa_framework import hookspecs
+
+    out: list[str] = []
+    for hook_name in hookspecs.EXTENSION_HOOKS.values():
+        fn = getattr(hookspecs, hook_name)
+        sig = str(inspect.signature(fn)).replace("'", "")
+        doc = plain(inspect.getdoc(fn) or "")
+        body = doc.split("\n\nArgs:")[0]
+        out += [f"## `{hook_name}` {{#{hook_name.replace('_', '-')}}}", "", body, ""]
+        out += ["```python", f"@hookimpl\ndef {hook_name}{sig}:", "    ...", "```", ""]
+    return out
+
+
+def training_events() -> list[str]:
+    """The training events: their order and the payload of each (from the dataclasses)."""
+    import dataclasses
+
+    from aqa_framework.engine import events
+
+    classes = {
+        "run_start": events.RunStart,
+        "resume": events.Resume,
+        "epoch_start": events.EpochStart,
+        "step_end": events.StepEnd,
+        "evaluate": events.Evaluate,
+        "checkpoint": events.CheckpointSaved,
+        "epoch_end": events.EpochEnd,
+        "run_end": events.RunEnd,
+        "interrupt": events.Interrupt,
+        "close": events.Close,
+    }
+    module_doc = inspect.getdoc(events) or ""
+    order = module_doc.split("::", 1)[1].split("\n\n")[1] if "::" in module_doc else ""
+    out = [
+        "## Training events {#training-events}",
+        "",
+        "A run emits these events, in this order, to every callback (`on_<event>(event)` "
+        "methods of `aqa_framework.engine.events.Callback`): first the engine's own (progress "
+        "display, `metrics.jsonl`, results and report), then the spec's trackers (`track:`), "
+        "then the plugins' callbacks. Callbacks run on rank 0 only under torchrun (a class "
+        "with `all_ranks = True` runs on every process). A callback that raises stops the run "
+        "with one message naming the plugin and the callback; the last checkpoint is kept and "
+        "the run resumes with `aqa run SPEC --resume RUN`; `close` still reaches every "
+        "callback.",
+        "",
+        "```text",
+        __import__("textwrap").dedent(order).strip("\n"),
+        "```",
+        "",
+        "Every payload has `run` (`folder`, `name`, `spec`, `source`, `epochs`, `world_size`, "
+        "`rank`, `log`). The others:",
+        "",
+        "| event | payload | fields |",
+        "|---|---|---|",
+    ]
+    assert list(classes) == list(events.EVENTS), "every event is documented"
+    for name, cls in classes.items():
+        fields = ", ".join(f"`{f.name}`" for f in dataclasses.fields(cls) if f.name != "run")
+        summary = cell(plain((cls.__doc__ or "").strip().splitlines()[0]))
+        out.append(f"| `{name}` | `{cls.__name__}`: {summary} | {fields or '-'} |")
+    out.append("")
+    return out
 
 

@@ -274,6 +274,8 @@ def test_table4_sweep_on_synthetic_dives_from_one_command(tmp_path, capsys):
     assert [r["tasks"] for r in rows] == ["aqa", "aqa+cls", "aqa+caps", "aqa+cls+caps"]
     assert all(-1 <= float(r["score.spearman_mean"]) <= 1 and r["n"] == "1" for r in rows)
     assert [bool(r["cls.accuracy_mean"]) for r in rows] == [False, True, False, True]
+    # read from each run's results.json: no validation split, so the last epoch on test
+    assert all(r["evaluated_on"] == "test, last epoch" for r in rows)
     for task in ("aqa+cls+caps", "aqa+caps"):
         assert task in out
     assert "score.spearman" in out and "Sweep folder" in out

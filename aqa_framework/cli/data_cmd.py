@@ -23,43 +23,110 @@ def _parse_size(text: str) -> tuple[int, int]:
 @app.command("synth")
 def synth(
     out_dir: Annotated[
-        Path, typer.Argument(help="Folder to create (MTL-AQA layout).", show_default=False)
+        Path,
+        typer.Argument(
+            help="Folder to create (MTL-AQA layout, or JIGSAWS with --kind jigsaws).",
+            show_default=False,
+        ),
     ],
-    dives: Annotated[int, typer.Option("--dives", help="Number of dives.")] = 300,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="What to generate: 'diving' (MTL-AQA format) or 'jigsaws' (surgical trials "
+            "in MUSDL's JIGSAWS format).",
+        ),
+    ] = "diving",
+    dives: Annotated[
+        int | None, typer.Option("--dives", help="Number of dives (diving; default 300).")
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option("--trials", help="Trials per task, 8-40 (jigsaws; default 24)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    size: Annotated[str, typer.Option("--size", help="Frame size WIDTHxHEIGHT.")] = "96x72",
+    size: Annotated[
+        str | None,
+        typer.Option(
+            "--size",
+            help="Frame size WIDTHxHEIGHT (default 96x72 for diving, 64x48 for jigsaws).",
+            show_default=False,
+        ),
+    ] = None,
     dives_per_event: Annotated[
-        int, typer.Option("--dives-per-event", help="Dives per event video.")
-    ] = 30,
+        int | None,
+        typer.Option("--dives-per-event", help="Dives per event video (diving; default 30)."),
+    ] = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", help="Processes rendering videos (default: CPUs, at most 4)."),
+        typer.Option(
+            "--workers", help="Processes rendering videos (diving; default: CPUs, at most 4)."
+        ),
     ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(
             "--overwrite",
             help="Replace an earlier synthetic dataset there (only the files it generated; "
-            "files you added are kept).",
+            "files you added are kept, or, for jigsaws, make it refuse).",
         ),
     ] = False,
 ) -> None:
-    """Generate SYNTHETIC diving videos and annotations in the MTL-AQA release format.
+    """Generate SYNTHETIC videos and annotations: diving (MTL-AQA format) or surgery (JIGSAWS).
 
-    The folder is read by the `mtl-aqa` dataset (root: OUT_DIR); the `synthetic-diving`
-    dataset generates the same data on first use. Cartoon divers, not real diving.
+    Diving: the folder is read by the `mtl-aqa` dataset (root: OUT_DIR); the
+    `synthetic-diving` dataset generates the same data on first use. Jigsaws: MUSDL's
+    label.pkl and splits.pkl plus one video per trial and camera, read by the `jigsaws`
+    dataset; `synthetic-jigsaws` generates it on first use. Cartoons, not real footage.
     """
+    if kind not in ("diving", "jigsaws"):
+        raise typer.BadParameter(f"--kind must be 'diving' or 'jigsaws', got {kind!r}")
+    if kind == "jigsaws":
+        given = [
+            o
+            for o, v in (("--dives", dives), ("--dives-per-event", dives_per_event))
+            if v is not None
+        ]
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)}: only for --kind diving (use --trials)")
+        _synth_jigsaws(
+            out_dir, 24 if trials is None else trials, seed, _parse_size(size or "64x48"), overwrite
+        )
+        return
+    if trials is not None:
+        raise typer.BadParameter("--trials: only for --kind jigsaws (use --dives)")
+    _synth_diving(
+        out_dir,
+        300 if dives is None else dives,
+        seed,
+        _parse_size(size or "96x72"),
+        dives_per_event=30 if dives_per_event is None else dives_per_event,
+        workers=workers,
+        overwrite=overwrite,
+    )
+
+
+def _synth_diving(
+    out_dir: Path,
+    dives: int,
+    seed: int,
+    size: tuple[int, int],
+    *,
+    dives_per_event: int,
+    workers: int | None,
+    overwrite: bool,
+) -> None:
+    """Generate synthetic dives and print a summary."""
     from rich.table import Table
 
     from aqa_framework.cli.console import out
     from aqa_framework.synth.diving import default_workers, generate_diving
 
-    width, height = _parse_size(size)
     summary = generate_diving(
         out_dir,
         dives,
         seed,
-        (width, height),
+        size,
         dives_per_event=dives_per_event,
         workers=workers or default_workers(),
         overwrite=overwrite,
@@ -84,6 +151,42 @@ def synth(
     table.add_row("time", f"{summary.seconds:.1f} s")
     out.print(table)
     out.print(f"Read it with: data: {{name: mtl-aqa, params: {{root: {summary.root}}}}}")
+
+
+def _synth_jigsaws(
+    out_dir: Path, trials: int, seed: int, size: tuple[int, int], overwrite: bool
+) -> None:
+    """Generate synthetic surgical trials and print a summary."""
+    from rich.table import Table
+
+    from aqa_framework.cli.console import out
+    from aqa_framework.synth.jigsaws import generate_jigsaws
+
+    summary = generate_jigsaws(out_dir, trials, seed, size, overwrite=overwrite)
+    table = Table(
+        title=f"Synthetic JIGSAWS-format data (not real) in {summary.root}", show_header=False
+    )
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for task, n in summary.trials.items():
+        folds = "/".join(map(str, summary.folds[task]))
+        table.add_row(task, f"{n} trials (folds {folds})")
+    table.add_row(
+        "videos",
+        f"{sum(summary.trials.values())} x 2 cameras, {summary.frames} frames per camera of "
+        f"{summary.size[0]}x{summary.size[1]} ({summary.codec})",
+    )
+    g = summary.grs
+    table.add_row(
+        "grs", f"{g['min']:.0f} - {g['max']:.0f} (mean {g['mean']:.1f}, std {g['std']:.1f})"
+    )
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    out.print(table)
+    out.print(
+        f"Read it with: data: {{name: jigsaws, params: {{root: {summary.root}, layout: videos, "
+        "video_pattern: '{task}/video/{trial}_{camera}.mp4', num_clips: 6, clip_length: 8, "
+        "crop: 48}}"
+    )
 
 
 @app.command("cache")

@@ -36,8 +36,8 @@ def sweep(
 ) -> None:
     """Run every point of a sweep (skipping finished ones) and tabulate mean ± std per row.
 
-    Rows average over the replicate axis (seeds, or folds with ``replicate: fold``); with a
-    ``summary`` the table adds rows combining them across one axis (Fisher z for correlations).
+    Rows average over the replicate axis (seeds, or folds with 'replicate: fold'); with a
+    'summary' the table adds rows combining them across one axis (Fisher z for correlations).
     """
     from aqa_framework.cli.console import err, out
     from aqa_framework.experiments.sweep import (

@@ -298,14 +298,13 @@ checked stand-in: numpy scalars and arrays of plain numbers, nothing else."""
 class _ReleaseUnpickler(pickle.Unpickler):
     def __init__(self, file: Any) -> None:
         super().__init__(file)
-        self.arrays = 0
+        self.numpy = False  # whether the pickle named a numpy global
 
     def find_class(self, module: str, name: str) -> Any:
         found = _NUMPY_GLOBALS.get((module, name))
         if found is None:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        if found is _reconstruct or found is _frombuffer:
-            self.arrays += 1
+        self.numpy = True
         return found
 
 
@@ -347,7 +346,7 @@ def load_release_pickle(path: str | Path) -> Any:
     try:
         unpickler = _ReleaseUnpickler(io.BytesIO(data))
         loaded = unpickler.load()
-        return _with_arrays(loaded) if unpickler.arrays else loaded
+        return _with_arrays(loaded) if unpickler.numpy else loaded
     except Exception as exc:
         raise DataError(f"cannot read {path} as an MTL-AQA release pickle: {exc}") from exc
 

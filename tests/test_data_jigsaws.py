@@ -290,13 +290,19 @@ def test_synthetic_jigsaws_generates_once_and_reuses(tmp_path, monkeypatch):
     settings = {
         "trials_per_task": 8,
         "size": [64, 32],
-        "min_frames": 24,
-        "max_frames": 32,
+        "min_frames": 32,
+        "max_frames": 40,
         "crop": 32,
-        "num_clips": 3,
+        "num_clips": 2,
     }
     params = SyntheticJIGSAWSDataset.parse_params(settings)
-    assert SyntheticJIGSAWSDataset.input_shape(params) == (3, 3, 8, 32, 32)
+    assert (params.window, params.sampling, params.jitter, params.clip_length) == (
+        None,
+        "uniform",
+        0,
+        16,
+    )
+    assert SyntheticJIGSAWSDataset.input_shape(params) == (2, 3, 16, 32, 32)
     train = SyntheticJIGSAWSDataset(params, "train")
     roots = list((tmp_path / ".aqa-cache").glob("synthetic-jigsaws-*"))
     assert len(roots) == 1 and (roots[0] / "label.pkl").is_file()
@@ -306,7 +312,7 @@ def test_synthetic_jigsaws_generates_once_and_reuses(tmp_path, monkeypatch):
     assert (len(train), len(test)) == (6, 2) and not set(train.keys) & set(test.keys)
     check_dataset(test, max_samples=2)
     with pytest.raises(ValidationError, match="more than the shortest generated trial"):
-        SyntheticJIGSAWSDataset.parse_params({**settings, "num_clips": 5})
+        SyntheticJIGSAWSDataset.parse_params({**settings, "num_clips": 3})
     with pytest.raises(ValidationError, match="larger than the 64x32 frames"):
         SyntheticJIGSAWSDataset.parse_params({**settings, "crop": 48})
     other = SyntheticJIGSAWSDataset.parse_params({**settings, "root": str(roots[0]), "seed": 1})

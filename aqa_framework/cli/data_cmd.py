@@ -42,7 +42,7 @@ def synth(
     ] = None,
     trials: Annotated[
         int | None,
-        typer.Option("--trials", help="Trials per task, 8-40 (jigsaws; default 24)."),
+        typer.Option("--trials", help="Trials per task, 8-200 (jigsaws; default 24)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     size: Annotated[
@@ -184,8 +184,8 @@ def _synth_jigsaws(
     out.print(table)
     out.print(
         f"Read it with: data: {{name: jigsaws, params: {{root: {summary.root}, layout: videos, "
-        "video_pattern: '{task}/video/{trial}_{camera}.mp4', num_clips: 6, clip_length: 8, "
-        "crop: 48}}"
+        "video_pattern: '{task}/video/{trial}_{camera}.mp4', num_clips: 3, clip_length: 16, "
+        f"crop: {min(summary.size)}}}}}"
     )
 
 

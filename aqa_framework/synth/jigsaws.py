@@ -71,6 +71,7 @@ MARKER = "synthetic.json"
 TASKS = ("Suturing", "Needle_Passing", "Knot_Tying")
 USERS = "BCDEFGHI"
 NUM_FOLDS = 4
+MAX_TRIALS = 200
 CAMERA_SHIFT = 4  # pixels between the two cameras' views
 
 _TISSUE = np.array([214.0, 150.0, 140.0], dtype=np.float32)
@@ -142,7 +143,7 @@ def plan_trials(
     """Draw every trial's items and length and the four folds per task (deterministic).
 
     Args:
-        trials_per_task: Trials per task (4-40: users B-I, up to 5 trials each).
+        trials_per_task: Trials per task (8-200: users B-I in turn, trials numbered 001 on).
         seed: Random seed.
         min_frames: Frames of the fastest trial.
         max_frames: Frames of the slowest trial.
@@ -161,7 +162,8 @@ def plan_trials(
         names = []
         for i in range(trials_per_task):
             user, number = USERS[i % len(USERS)], i // len(USERS) + 1
-            skill = float(np.clip(user_skill[user] + 0.04 * number + rng.normal(0, 0.08), 0, 1))
+            gain = 0.04 * min(number, 5)  # users improve over their first trials
+            skill = float(np.clip(user_skill[user] + gain + rng.normal(0, 0.08), 0, 1))
             items = _draw_items(skill, rng)
             slow = (5 - items[2]) / 4 * 0.8 + (5 - items[3]) / 4 * 0.2  # time and motion, flow
             frames = min_frames + int(round(span * slow + rng.uniform(-0.08, 0.08) * span))
@@ -346,8 +348,8 @@ def _check_arguments(
             f"synthetic JIGSAWS frames must be at least 32x32, the width a multiple of 32 and "
             f"the height even, got {width}x{height}"
         )
-    if not NUM_FOLDS * 2 <= trials <= 5 * len(USERS):
-        raise DataError(f"trials per task must be 8-40 (users B-I, 5 trials each), got {trials}")
+    if not NUM_FOLDS * 2 <= trials <= MAX_TRIALS:
+        raise DataError(f"trials per task must be {NUM_FOLDS * 2}-{MAX_TRIALS}, got {trials}")
     if not 16 <= frames[0] <= frames[1]:
         raise DataError(f"need 16 <= min_frames <= max_frames, got {frames[0]} and {frames[1]}")
     if out.exists() and not (overwrite and (out / MARKER).is_file()):
@@ -374,7 +376,7 @@ def generate_jigsaws(
     Args:
         out_dir: Output folder (must not exist, or be an earlier synthetic dataset with
             ``overwrite``).
-        trials_per_task: Trials per task, 8-40.
+        trials_per_task: Trials per task, 8-200.
         seed: Random seed; the same seed gives the same trials and frames.
         size: Frame ``(width, height)``: width a multiple of 32, height even, both >= 32.
         min_frames: Frames of the fastest trial (>= 16).

@@ -55,7 +55,7 @@ class SyntheticJIGSAWSSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     trials_per_task: int = Field(
-        24, ge=8, le=40, description="Trials per task (users B-I, up to 5 trials each)."
+        24, ge=8, le=200, description="Trials per task (users B-I in turn, 8-200)."
     )
     seed: int = Field(0, description="Generator seed (same seed, same trials and frames).")
     size: tuple[int, int] = Field(
@@ -106,9 +106,9 @@ class SyntheticJIGSAWSDataset(JIGSAWSDataset):
             description="Video inside videos_dir, formatted with task, trial and camera.",
         )
         num_clips: int = Field(
-            6, ge=1, description="Clips per sample (6 x 8 = 48 frames fit the shortest trial)."
+            3, ge=1, description="Clips per sample (3 x 16 = 48 frames fit the shortest trial)."
         )
-        clip_length: int = Field(8, ge=1, description="Frames per clip (T).")
+        clip_length: int = Field(16, ge=1, description="Frames per clip (T).")
         crop: int | tuple[int, int] | None = Field(
             48, description="Center crop: a side length or (height, width); null disables it."
         )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from aqa_builtin.heads.context import ConvHeadTrunk
@@ -16,7 +16,79 @@ from aqa_builtin.layers import Form, flat_size, resolve_form
 from aqa_framework import metrics as M
 from aqa_framework.component import PATH_PARAM
 from aqa_framework.interfaces import TaskHead
-from aqa_framework.targets import Targets
+from aqa_framework.targets import ScoreTarget, Targets
+
+
+def _ordered_range(value: Any) -> Any:
+    if isinstance(value, tuple) and not value[1] > value[0]:
+        raise ValueError(f"a fixed range needs high > low (got {list(value)})")
+    return value
+
+
+RelL2Range = Annotated[
+    Literal["evaluated", "dataset"] | tuple[float, float], AfterValidator(_ordered_range)
+]
+"""Type of a head's ``rel_l2_range`` param: ``evaluated``, ``dataset`` or a fixed range."""
+
+REL_L2_RANGE_HELP = (
+    "Score range that relative L2 divides by: 'evaluated' (the lowest to the highest true "
+    "score of the evaluated split, as CoRe, MUSDL and TPT compute it), 'dataset' (the range "
+    "the dataset declares) or a fixed [low, high]. The range used is reported as rel_l2_low "
+    "and rel_l2_high."
+)
+"""Description of a ``rel_l2_range`` param (shared by the heads that predict scores)."""
+
+SCORE_METRIC_DIRECTIONS: dict[str, Literal["max", "min"]] = {
+    "spearman": "max",
+    "pearson": "max",
+    "rel_l2": "min",
+    "mse": "min",
+}
+"""Directions of the metrics :func:`score_metrics` reports."""
+
+
+def fixed_score_range(
+    choice: Literal["evaluated", "dataset"] | tuple[float, float], target: ScoreTarget
+) -> tuple[float, float] | None:
+    """The fixed relative-L2 range a ``rel_l2_range`` param asks for.
+
+    Args:
+        choice: The param's value.
+        target: The declared score target (its range for ``dataset``).
+
+    Returns:
+        ``(low, high)``, or ``None`` for the evaluated scores' own range.
+    """
+    if choice == "evaluated":
+        return None
+    if choice == "dataset":
+        return (target.low, target.high)
+    return (float(choice[0]), float(choice[1]))
+
+
+def score_metrics(
+    pred: list[float], true: list[float], fixed: tuple[float, float] | None = None
+) -> dict[str, float]:
+    """Spearman, Pearson, relative L2 (with the range it used) and MSE of one score.
+
+    Args:
+        pred: Predicted scores in points.
+        true: True scores in points.
+        fixed: Range relative L2 divides by; ``None`` for the range of ``true``.
+
+    Returns:
+        ``spearman``, ``pearson``, ``rel_l2`` (``nan`` when the range is empty),
+        ``rel_l2_low``, ``rel_l2_high`` and ``mse``.
+    """
+    low, high = M.score_range(true, fixed)
+    return {
+        "spearman": M.spearman(pred, true),
+        "pearson": M.pearson(pred, true),
+        "rel_l2": M.relative_l2(pred, true, low, high) if high > low else float("nan"),
+        "rel_l2_low": low,
+        "rel_l2_high": high,
+        "mse": M.mean_squared_error(pred, true),
+    }
 
 
 class ScoreParams(BaseModel):
@@ -59,20 +131,7 @@ class ScoreParams(BaseModel):
         "model_score_regressor checkpoint (C3D-AVG or MSCADC) or this head's own state dict.",
         json_schema_extra=PATH_PARAM,
     )
-    rel_l2_range: Literal["evaluated", "dataset"] | tuple[float, float] = Field(
-        "evaluated",
-        description="Score range that relative L2 divides by: 'evaluated' (the lowest to the "
-        "highest true score of the evaluated split, as CoRe, MUSDL and TPT compute it), "
-        "'dataset' (the range the dataset declares) or a fixed [low, high]. The range used is "
-        "reported as rel_l2_low and rel_l2_high.",
-    )
-
-    @field_validator("rel_l2_range")
-    @classmethod
-    def _ordered_range(cls, value: Any) -> Any:
-        if isinstance(value, tuple) and not value[1] > value[0]:
-            raise ValueError(f"a fixed range needs high > low (got {list(value)})")
-        return value
+    rel_l2_range: RelL2Range = Field("evaluated", description=REL_L2_RANGE_HELP)
 
 
 class ScoreHead(TaskHead):
@@ -158,18 +217,10 @@ class ScoreHead(TaskHead):
     def metrics(self, predictions: dict[str, list], references: dict[str, list]) -> dict:
         """Spearman, Pearson, relative L2 (with the range it used) and MSE over a split."""
         out: dict[str, float] = {}
-        per: dict[str, dict[str, float]] = {}
-        for n in self.names:
-            p, t = predictions[n], references[n]
-            low, high = M.score_range(t, self._fixed_range(n))
-            per[n] = {
-                "spearman": M.spearman(p, t),
-                "pearson": M.pearson(p, t),
-                "rel_l2": M.relative_l2(p, t, low, high) if high > low else float("nan"),
-                "rel_l2_low": low,
-                "rel_l2_high": high,
-                "mse": M.mean_squared_error(p, t),
-            }
+        per = {
+            n: score_metrics(predictions[n], references[n], self._fixed_range(n))
+            for n in self.names
+        }
         if len(self.names) == 1:
             return per[self.names[0]]
         for n, vals in per.items():
@@ -192,10 +243,4 @@ class ScoreHead(TaskHead):
 
     def _fixed_range(self, name: str) -> tuple[float, float] | None:
         """The fixed relative-L2 range of a score, or ``None`` for the evaluated scores'."""
-        choice = self.params.rel_l2_range
-        if choice == "evaluated":
-            return None
-        if choice == "dataset":
-            rng = self.targets.scores[name]
-            return (rng.low, rng.high)
-        return (float(choice[0]), float(choice[1]))
+        return fixed_score_range(self.params.rel_l2_range, self.targets.scores[name])

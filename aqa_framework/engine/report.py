@@ -1,4 +1,4 @@
-"""The final report of a run: ``report.md``.
+"""The final report of a run: ``report.md`` (and the same as one HTML page, ``report.html``).
 
 It holds the metrics table, a predicted-vs-judged scatter plot, sample commentaries next to
 their references and the training history.
@@ -155,7 +155,7 @@ def _history_table(history: list[dict[str, Any]]) -> str:
 
 
 def write_report(run_dir: str | Path, inputs: ReportInputs) -> Path:
-    """Write ``report.md`` and ``report/scatter.png`` into a run folder.
+    """Write ``report.md``, ``report/scatter.png`` and ``report.html`` into a run folder.
 
     Returns:
         The report file.
@@ -214,6 +214,9 @@ def write_report(run_dir: str | Path, inputs: ReportInputs) -> Path:
     parts += ["## Training history", "", _history_table(inputs.history), ""]
     path = run_dir / REPORT_FILE
     write_text_atomic(path, "\n".join(parts))
+    from aqa_framework.engine.report_html import write_html_report
+
+    write_html_report(run_dir, inputs, scatter if scatter.is_file() else None)
     return path
 
 

@@ -9,6 +9,7 @@
       predictions.csv    key, then each task's prediction and reference columns
       results.json       final metrics and how the epoch was selected
       report.md          the final report (metrics table, scatter plot, sample commentaries)
+      report.html        the same report as one self-contained page (with training curves)
       report/scatter.png predicted vs judged scores
       checkpoints/last/  resumable checkpoint of the last completed epoch
       checkpoints/best/  the selected epoch's checkpoint
@@ -41,7 +42,10 @@ METRICS_FILE = "metrics.jsonl"
 PREDICTIONS_FILE = "predictions.csv"
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
+REPORT_HTML_FILE = "report.html"
 REPORT_DIR = "report"
+TRACKER_FILES = ("metrics.csv", "tensorboard", "mlruns", "mlflow.json")
+"""What the built-in trackers write at the top of a run folder."""
 
 RUN_FILES = frozenset(
     {
@@ -51,9 +55,11 @@ RUN_FILES = frozenset(
         PREDICTIONS_FILE,
         RESULTS_FILE,
         REPORT_FILE,
+        REPORT_HTML_FILE,
         REPORT_DIR,
         CHECKPOINTS_DIR,
         LOCK_FILE,
+        *TRACKER_FILES,
     }
 )
 """Every name a run writes at the top of its folder."""

@@ -320,7 +320,10 @@ class _Run:
         except CallbackError as exc:
             error = str(exc)
             raise CallbackError(
-                f"{exc}. The run stopped: {self._kept()}", exc.origin, exc.callback, exc.event
+                f"{str(exc).rstrip('.')}. The run stopped: {self._kept()}",
+                exc.origin,
+                exc.callback,
+                exc.event,
             ) from exc
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ class MLflowTracker(Tracker):
         model_config = ConfigDict(extra="forbid")
         uri: str | None = Field(
             None,
-            description="Tracking URI; default: a file store in the run folder (RUN/mlruns).",
+            description="Tracking URI (e.g. sqlite:///mlflow.db); default: a file store in the "
+            "run folder (RUN/mlruns).",
         )
         experiment: str = Field("aqa", description="MLflow experiment name.")
 
@@ -50,7 +52,11 @@ class MLflowTracker(Tracker):
         from mlflow.tracking import MlflowClient
 
         folder = event.run.folder
-        self.client = MlflowClient(tracking_uri=self.tracking_uri(folder))
+        uri = self.tracking_uri(folder)
+        if uri.startswith("file:"):
+            # recent MLflow versions refuse file stores unless asked: this one is asked for
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        self.client = MlflowClient(tracking_uri=uri)
         stored = folder / RUN_ID_FILE
         if event.start_epoch and stored.is_file():
             self.run_id = json.loads(stored.read_text(encoding="utf-8"))["run_id"]

@@ -419,3 +419,25 @@ def test_plugins_show_counts_parameters_and_flops_per_clip(capsys):
     assert 50e9 < size["flops"] < 60e9
     assert "size: 12.3M parameters, 55.6 GFLOPs per 16x224x224 clip" in _show(capsys, "i3d")
     assert "size:" not in _show(capsys, "average")
+
+
+class _NeedsParamsBackbone(C3DBackbone):
+    """C3D that cannot be built without a parameter (tests only)."""
+
+    name = "testing.needsparams"
+
+    class Params(C3DBackbone.Params):
+        model_config = ConfigDict(extra="forbid")
+
+        depth: int = Field(description="A required parameter.")
+
+
+def test_plugins_show_says_when_a_backbone_cannot_be_sized(capsys):
+    from aqa_framework.registry import reset_registry
+
+    reset_registry(testing.registry_with("testing", [_NeedsParamsBackbone]))
+    size = json.loads(_show(capsys, "testing.needsparams", "--json"))["size"]
+    assert size["error"].startswith("ValidationError: 1 validation error")
+    assert "size: not measured with default params (ValidationError" in _show(
+        capsys, "testing.needsparams"
+    )

@@ -44,7 +44,17 @@ def check_heads(resolved: ResolvedSpec, targets: Targets) -> list[tuple[str, str
     """``(path, message)`` for every head whose targets the dataset does not provide."""
     problems = []
     for task, head in resolved.heads.items():
-        problem = head.cls.check_targets(head.params, targets)
+        unknown = [
+            name
+            for name in head.cls.prediction_inputs(head.params)
+            if name not in targets.scores and name not in targets.arrays
+        ]
+        problem = head.cls.check_targets(head.params, targets) or (
+            f"head '{head.name}' reads {unknown} when predicting, which is neither a score nor "
+            f"an open target of the dataset ({targets.describe()})"
+            if unknown
+            else None
+        )
         if problem:
             problems.append((head.path or f"model.heads.{task}", f"{problem} (dataset "
                              f"'{resolved.dataset.name}')"))

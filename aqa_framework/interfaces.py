@@ -268,6 +268,26 @@ class TaskHead(Component, PretrainedWeights, nn.Module, ABC):
         return [TargetNeed(cls.target_kind)]
 
     @classmethod
+    def prediction_inputs(cls, params: BaseModel) -> list[str]:
+        """Targets known *before* a performance is judged that :meth:`predict` reads.
+
+        The diving degree of difficulty is announced before the dive, so a head that turns
+        judges' marks into a final score may multiply by it. The engine then calls
+        ``predict(outputs, inputs)`` with ``inputs = {"arrays": {name: (B, ...)}, "scores":
+        {name: (B,)}}`` holding exactly these targets of the batch, and nothing else: a head
+        never sees the values it is judged against. The default, no input, keeps the 0.1 call
+        ``predict(outputs)``. ``aqa predict`` on a bare video has no such values; a head that
+        needs them says so.
+
+        Args:
+            params: Validated :attr:`Params`.
+
+        Returns:
+            Names of score or open targets (``["difficulty"]``).
+        """
+        return []
+
+    @classmethod
     def check_targets(cls, params: BaseModel, targets: Targets) -> str | None:
         """Say why the dataset's targets do not suit this head, or ``None`` if they do.
 

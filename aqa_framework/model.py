@@ -115,10 +115,48 @@ class MultitaskModel(nn.Module):
         total = sum(self.loss_weights[t] * loss for t, loss in losses.items())
         return total, losses  # type: ignore[return-value]
 
-    def predict(self, outputs: Mapping[str, dict]) -> dict[str, dict[str, list]]:
-        """Per-sample predictions of every task, in plain Python types."""
-        return {task: head.predict(outputs[task]) for task, head in self.heads.items()}
+    def predict(
+        self, outputs: Mapping[str, dict], batch: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, list]]:
+        """Per-sample predictions of every task, in plain Python types.
+
+        Args:
+            outputs: What :meth:`forward` returned.
+            batch: The collated batch, if there is one. A head whose
+                :meth:`~aqa_framework.interfaces.TaskHead.prediction_inputs` names targets gets
+                those (and only those) as ``predict(outputs, inputs)``; other heads are called
+                as ``predict(outputs)``.
+        """
+        out = {}
+        for task, head in self.heads.items():
+            names = type(head).prediction_inputs(head.params)
+            if names:
+                out[task] = head.predict(outputs[task], prediction_inputs(batch, names))
+            else:
+                out[task] = head.predict(outputs[task])
+        return out
 
     def references(self, batch: Mapping[str, Any]) -> dict[str, dict[str, list]]:
         """Ground truth of a batch for every task, under the prediction column names."""
         return {task: head.references(batch) for task, head in self.heads.items()}
+
+
+def prediction_inputs(batch: Mapping[str, Any] | None, names: list[str]) -> dict[str, dict] | None:
+    """The part of a batch a head may read when predicting: the named targets only.
+
+    Args:
+        batch: A collated batch, or ``None`` (a bare video: no inputs at all).
+        names: Score or open target names the head declares as prediction inputs.
+
+    Returns:
+        ``{"arrays": {...}, "scores": {...}}`` with the named targets the batch carries, or
+        ``None`` without a batch.
+    """
+    if batch is None:
+        return None
+    arrays, scores = batch.get("arrays") or {}, batch.get("scores") or {}
+    return {
+        "arrays": {n: arrays[n] for n in names if n in arrays},
+        "scores": {n: scores[n] for n in names if n in scores},
+    }
+

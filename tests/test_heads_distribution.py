@@ -227,9 +227,44 @@ def test_musdl_predicts_the_rules_final_score_and_each_judges_mark():
     pred = musdl.predict({"log_probs": log_probs}, batch)
     assert pred["final_score"] == [pytest.approx(100.70, abs=1e-4)]
     assert [pred[f"judge_{j}"][0] for j in range(1, 8)] == marks[0].tolist()
-    with pytest.raises(DataError, match=r"needs the batch's arrays\['difficulty'\].*without a"):
+    with pytest.raises(DataError, match=r"needs each sample's 'difficulty'.*for a bare video"):
         musdl.predict({"log_probs": log_probs})
     assert musdl.params.rule.multiply_by == "difficulty"  # presets resolve to the mapping
+    assert MUSDLHead.prediction_inputs(musdl.params) == ["difficulty"]
+
+
+def test_the_model_hands_a_head_its_prediction_inputs_and_nothing_else():
+    """The engine passes the difficulty (known before the dive), never the judged targets."""
+    from aqa_framework.model import prediction_inputs
+
+    batch = {
+        "arrays": {"difficulty": torch.tensor([3.8]), "judge_scores": torch.ones(1, 7)},
+        "scores": {"final_score": torch.tensor([88.0])},
+    }
+    assert prediction_inputs(batch, ["difficulty"]) == {
+        "arrays": {"difficulty": batch["arrays"]["difficulty"]},
+        "scores": {},
+    }
+    assert prediction_inputs(None, ["difficulty"]) is None
+    seen = {}
+
+    class Spy(MUSDLHead):
+        """Records what predict receives."""
+
+        name = "spy"
+
+        def predict(self, outputs, batch=None):
+            seen["inputs"] = batch
+            return super().predict(outputs, batch)
+
+    spy = head(Spy, {"rule": "diving"})
+    from aqa_framework.model import MultitaskModel
+
+    model = MultitaskModel(torch.nn.Identity(), torch.nn.Identity(), {"musdl": spy})
+    log_probs = spy.bins.soft_labels(torch.full((1, 7), 9.0), 0.3).log()
+    pred = model.predict({"musdl": {"log_probs": log_probs}}, batch)
+    assert pred["musdl"]["final_score"] == [pytest.approx(27 * 3.8, abs=1e-4)]
+    assert set(seen["inputs"]["arrays"]) == {"difficulty"} and seen["inputs"]["scores"] == {}
 
 
 def test_an_import_path_rule_is_called_with_marks_and_batch():

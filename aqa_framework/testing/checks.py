@@ -21,6 +21,7 @@ from torch.utils.data import default_collate
 from aqa_framework import hookimpl
 from aqa_framework.interfaces import Aggregator, Backbone, TaskHead, VideoDataset
 from aqa_framework.kinds import KINDS, component_label, component_problems
+from aqa_framework.model import prediction_inputs
 from aqa_framework.registry import Registry, RegistryEntry
 from aqa_framework.targets import Targets
 from aqa_framework.testing.datasets import fake_batch, tiny_targets
@@ -350,7 +351,13 @@ def check_head(
     references: dict[str, list] = {}
     with torch.no_grad():
         for batch in batches:
-            preds = head.predict(head(torch.randn(*lead, *in_shape), None))
+            outputs = head(torch.randn(*lead, *in_shape), None)
+            names = cls.prediction_inputs(p)
+            preds = (
+                head.predict(outputs, prediction_inputs(batch, names))
+                if names
+                else head.predict(outputs)
+            )
             refs = head.references(batch)
             _check_columns(cls, "predict", preds, batch_size)
             _check_columns(cls, "references", refs, batch_size)

@@ -393,8 +393,14 @@ class MUSDLParams(_DistributionParams):
         description="How the decoded marks make the final score: a mapping {drop_highest, "
         "drop_lowest, combine: sum|mean, multiply_by: <scalar 'difficulty' target> or null}, "
         "a preset ('sum', 'mean', 'trimmed_mean', 'diving' = drop 2 highest and 2 lowest, sum, "
-        "x difficulty) or 'package.module:function' called as f(marks (B, J), batch) -> (B,). "
-        "Default: the sum of all marks (JIGSAWS).",
+        "x difficulty) or 'package.module:function' called as f(marks (B, J), inputs) -> (B,) "
+        "with inputs the rule_inputs of the batch. Default: the sum of all marks (JIGSAWS).",
+    )
+    rule_inputs: list[str] = Field(
+        default_factory=list,
+        description="Targets an import-path rule reads when predicting (known before the "
+        "performance is judged, like a difficulty); it gets {'arrays': {...}, 'scores': {...}} "
+        "with exactly these. A mapping rule's multiply_by is added automatically.",
     )
 
     @field_validator("rule", mode="before")
@@ -454,8 +460,20 @@ class MUSDLHead(_DistributionHead):
         return needs
 
     @classmethod
+    def prediction_inputs(cls, params: BaseModel) -> list[str]:
+        """The rule's multiplier (``multiply_by``) and ``rule_inputs``: known before judging."""
+        rule = params.rule
+        names = [rule.multiply_by] if isinstance(rule, JudgeRule) and rule.multiply_by else []
+        return names + [n for n in params.rule_inputs if n not in names]
+
+    @classmethod
     def _problems(cls, params: BaseModel, targets: Targets) -> list[str]:
-        problems: list[str] = []
+        problems: list[str] = [
+            f"head '{cls.name}': rule_inputs names '{name}', which is neither a score nor an "
+            f"open target of the dataset ({targets.describe()})"
+            for name in params.rule_inputs
+            if name not in targets.arrays and name not in targets.scores
+        ]
         marks = _attempt(problems, lambda: cls._marks(params, targets))
         _attempt(problems, lambda: _pick_score(cls.name, params.score, targets, _SCORE_ROLE))
         count = targets.arrays[marks[0]].shape[0] if marks else None
@@ -548,7 +566,8 @@ class MUSDLHead(_DistributionHead):
 
         Args:
             marks: Marks, one column per judge.
-            batch: The collated batch (for a rule's multiplier), or ``None``.
+            batch: The prediction inputs (see :meth:`prediction_inputs`) or a collated batch,
+                for a rule's multiplier; ``None`` for none.
 
         Raises:
             DataError: If the rule needs a value the batch does not carry, or its result is
@@ -560,11 +579,11 @@ class MUSDLHead(_DistributionHead):
             if rule.multiply_by:
                 arrays = (batch or {}).get("arrays") or {}
                 if rule.multiply_by not in arrays:
-                    given = "without a batch" if batch is None else "with a batch lacking it"
+                    given = "for a bare video" if batch is None else "without it"
                     raise DataError(
-                        f"head '{self.name}': the rule ({rule.describe()}) needs the batch's "
-                        f"arrays['{rule.multiply_by}'] to turn marks into final scores, but "
-                        f"predict() was called {given}"
+                        f"head '{self.name}': the rule ({rule.describe()}) needs each sample's "
+                        f"'{rule.multiply_by}' to turn marks into final scores, but predict() "
+                        f"was called {given} (a dataset sample carries it)"
                     )
                 multiplier = torch.as_tensor(arrays[rule.multiply_by]).to(marks.device).float()
             final = rule.apply(marks, multiplier)
@@ -582,7 +601,8 @@ class MUSDLHead(_DistributionHead):
 
         Args:
             outputs: What :meth:`forward` returned.
-            batch: The collated batch, for a rule that reads it (``multiply_by``).
+            batch: The prediction inputs the engine hands over (:meth:`prediction_inputs`),
+                for a rule that reads them (``multiply_by``, ``rule_inputs``).
         """
         marks = self.bins.decode(outputs["log_probs"].detach(), self.params.decode)
         out = {self.score_name: self.final_scores(marks, batch).cpu().tolist()}

@@ -23,10 +23,11 @@ IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[
 class RuleFunction(Protocol):
     """A judging rule given by import path.
 
-    Called as ``rule(marks, batch)`` with the decoded marks ``(B, J)`` (float32, one column
-    per judge in the order of the marks target) and the collated batch the predictions are
-    made for (``batch["arrays"]``, ``batch["scores"]`` ...), or ``None`` when the head
-    predicts without one. It returns the final scores ``(B,)`` in points; they must be finite.
+    Called as ``rule(marks, inputs)`` with the decoded marks ``(B, J)`` (float32, one column
+    per judge in the order of the marks target) and the prediction inputs: ``{"arrays":
+    {...}, "scores": {...}}`` holding exactly the targets the head's ``rule_inputs`` name (known
+    before the performance is judged), or ``None`` for a bare video. It returns the final
+    scores ``(B,)`` in points; they must be finite.
     """
 
     def __call__(self, marks: Tensor, batch: Mapping[str, Any] | None) -> Tensor:

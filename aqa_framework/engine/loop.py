@@ -450,7 +450,7 @@ def evaluate(
         video = batch["video"].to(device, non_blocking=True)
         with autocast(device, precision):
             outputs = forward(video, None)
-        for task, cols in model.predict(outputs).items():
+        for task, cols in model.predict(outputs, batch).items():
             for col, values in cols.items():
                 preds[task][col].extend(values)
         for task, head in model.heads.items():

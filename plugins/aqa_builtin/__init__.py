@@ -14,12 +14,16 @@ from aqa_framework.hookspecs import Register
 def register_backbones(register: Register) -> None:
     """Register the built-in backbones."""
     from aqa_builtin.backbones.c3d import C3DBackbone
+    from aqa_builtin.backbones.i3d import I3DBackbone
     from aqa_builtin.backbones.mscadc import MSCADCBackbone
     from aqa_builtin.backbones.timm_frames import TimmFramesBackbone
+    from aqa_builtin.backbones.torchvision_video import TorchvisionVideoBackbone
 
     register(C3DBackbone)
     register(MSCADCBackbone)
     register(TimmFramesBackbone)
+    register(I3DBackbone)
+    register(TorchvisionVideoBackbone)
 
 
 @hookimpl
@@ -37,20 +41,39 @@ def register_heads(register: Register) -> None:
     """Register the built-in heads."""
     from aqa_builtin.heads.caption import CaptionHead
     from aqa_builtin.heads.classification import ClassificationHead
+    from aqa_builtin.heads.distribution import MUSDLHead, USDLHead
     from aqa_builtin.heads.score import ScoreHead
 
     register(ScoreHead)
     register(ClassificationHead)
     register(CaptionHead)
+    register(USDLHead)
+    register(MUSDLHead)
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
     """Register the built-in datasets."""
     from aqa_builtin.datasets.aqa7 import AQA7Dataset
+    from aqa_builtin.datasets.jigsaws import JIGSAWSDataset
     from aqa_builtin.datasets.mtl_aqa import MTLAQADataset
     from aqa_builtin.datasets.synthetic import SyntheticDivingDataset
+    from aqa_builtin.datasets.synthetic_jigsaws import SyntheticJIGSAWSDataset
 
     register(MTLAQADataset)
     register(AQA7Dataset)
     register(SyntheticDivingDataset)
+    register(JIGSAWSDataset)
+    register(SyntheticJIGSAWSDataset)
+
+
+@hookimpl
+def register_trackers(register: Register) -> None:
+    """Register the built-in experiment trackers (tensorboard, mlflow, csv)."""
+    from aqa_framework.tracking.csv_file import CsvTracker
+    from aqa_framework.tracking.mlflow_store import MLflowTracker
+    from aqa_framework.tracking.tensorboard import TensorBoardTracker
+
+    register(TensorBoardTracker)
+    register(MLflowTracker)
+    register(CsvTracker)

@@ -14,12 +14,15 @@ from aqa_framework.cli import (
     plugins_cmd,
     probe_cmd,
     run_cmd,
+    runs_cmd,
     spec_cmd,
     sweep_cmd,
 )
+from aqa_framework.cli.commands import PluginCommandsGroup
 
 app = typer.Typer(
     name="aqa",
+    cls=PluginCommandsGroup,
     help="Action Quality Assessment: train, evaluate and apply multitask video models "
     "assembled from a YAML spec.",
     no_args_is_help=True,
@@ -53,6 +56,7 @@ for _name, _fn in {**run_cmd.COMMANDS, **eval_cmd.COMMANDS}.items():
 for _name, _fn in {**sweep_cmd.COMMANDS, **probe_cmd.COMMANDS}.items():
     app.command(_name)(_fn)
 app.add_typer(probe_cmd.baseline_app, name="baseline")
+app.add_typer(runs_cmd.app, name="runs")
 
 
 def main(argv: list[str] | None = None) -> None:

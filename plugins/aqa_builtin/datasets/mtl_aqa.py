@@ -665,7 +665,7 @@ class MTLAQADataset(ClipDataset):
             f"scores: {shown}{more} (kept as annotated; a score rebuilt from the marks cannot "
             "match them)",
             ScoreFormulaWarning,
-            stacklevel=3,
+            stacklevel=4,  # the code that opens the dataset
         )
 
     def _check_split(self, split_keys: list | tuple, split_path: Path) -> None:

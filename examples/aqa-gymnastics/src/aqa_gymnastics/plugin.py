@@ -23,3 +23,17 @@ def register_heads(register):
     from aqa_gymnastics.d_plus_e_head import DPlusEHead
 
     register(DPlusEHead)
+
+
+@hookimpl
+def register_callbacks(register):
+    """Register the podium callback (writes gymnastics/podium.json at the end of a run)."""
+    from aqa_gymnastics.callbacks import PodiumCallback
+
+    register(PodiumCallback)
+
+
+@hookimpl
+def register_commands(register):
+    """Add ``aqa gymnastics`` (imported only when it runs)."""
+    register("gymnastics", "aqa_gymnastics.cli:app", help="Gymnastics tools: podium of a run.")

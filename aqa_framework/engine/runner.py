@@ -263,7 +263,7 @@ class _Run:
             Registered(self.progress_callback, framework),
             Registered(MetricsFileCallback(), framework),
             Registered(ResultsCallback(), framework),
-            *resolve_trackers(self.spec.track, registry, self.resolved.source),
+            *resolve_trackers(getattr(self.spec, "track", []), registry, self.resolved.source),
             *instantiate(plugin_callback_classes(registry)),
             *(Registered(cb, "run_training(callbacks=...)") for cb in extra),
         ]

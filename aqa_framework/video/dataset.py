@@ -128,18 +128,41 @@ class ClipDataset(VideoDataset):
                 f"dataset '{self.name}': the files give invalid targets: {exc}"
             ) from exc
         problems += _nonfinite_scores(records) + _bad_arrays(records, self._targets)
+        records, problems, excluded = self._exclude(records, problems)
         if params.on_error == "skip":
             records = self._drop_missing_sources(records, problems)
-        self.dropped_keys: list[str] = []  # left out when the split was opened (on_error: skip)
+        # left out when the split was opened (exclude_keys, on_error: skip)
+        self.dropped_keys: list[str] = excluded
         if problems:
             bad = {key for key, _ in problems}
             self._report(problems)
-            self.dropped_keys = [r.key for r in records if r.key in bad]
+            self.dropped_keys = excluded + [r.key for r in records if r.key in bad]
             records = [r for r in records if r.key not in bad]
         self.records: list[SampleRecord] = records
         self._warn_out_of_range()
         self._loader = self.clip_loader(params)
         self._bad: dict[int, str] = {}  # index -> why it cannot be loaded (on_error: skip)
+
+    def _exclude(
+        self, records: list[SampleRecord], problems: list[tuple[str, str]]
+    ) -> tuple[list[SampleRecord], list[tuple[str, str]], list[str]]:
+        """Leave out the records whose key ``exclude_keys`` lists (and their problems)."""
+        listed = set(getattr(self.params, "exclude_keys", None) or ())
+        keys = {r.key for r in records} | {key for key, _ in problems}
+        excluded = sorted(listed & keys)
+        if not excluded:
+            return records, problems, []
+        warnings.warn(
+            f"dataset '{self.name}' ({self.split} split): leaving out {len(excluded)} sample(s) "
+            f"listed in exclude_keys: {', '.join(excluded)}",
+            DataSkipWarning,
+            stacklevel=3,
+        )
+        return (
+            [r for r in records if r.key not in listed],
+            [(key, msg) for key, msg in problems if key not in listed],
+            excluded,
+        )
 
     @classmethod
     def frame_files(cls, params: VideoParams) -> tuple[str | None, int]:

@@ -142,6 +142,12 @@ class VideoParams(BaseModel):
     decode_threads: int = Field(
         1, ge=0, description="Decoder threads per video reader (0: let FFmpeg choose)."
     )
+    exclude_keys: list[str] = Field(
+        default_factory=list,
+        description="Sample keys to leave out of every split (e.g. a known wrong annotation), "
+        "before any check; each split warns which it left out and the run's results list them "
+        "as skipped.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> VideoParams:

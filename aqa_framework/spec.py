@@ -181,6 +181,11 @@ class Spec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    track: list[str | ComponentSpec] = Field(
+        default_factory=list,
+        description="Experiment trackers that also record the run, each offline: 'tensorboard', "
+        "'mlflow', 'csv' (or {name, params}); plugins add more (hook register_trackers).",
+    )
     seed: int = Field(0, description="Seed of every random number generator.")
     description: str = Field("", description="Free text, copied to the report.")
 

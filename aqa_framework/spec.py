@@ -103,12 +103,40 @@ class SchedulerSpec(_Strict):
     decay_rate: float = Field(0.1, gt=0, description="Step scheduler factor.")
 
 
+class ParamGroupSpec(_Strict):
+    """Parameters of some modules trained with their own learning rate or weight decay."""
+
+    modules: list[str] = Field(
+        min_length=1,
+        description="Dotted module paths of the model (backbone, aggregator, heads.<task>, "
+        "heads.<task>.<layer>) or fnmatch patterns over parameter names; a parameter joins the "
+        "first group that names it.",
+    )
+    lr_scale: float = Field(
+        1.0, gt=0, description="Learning rate of these parameters = train.optimizer.lr x this."
+    )
+    weight_decay: float | None = Field(
+        None, ge=0, description="Weight decay of these parameters; null: train.optimizer's."
+    )
+
+
 class TrainSpec(_Strict):
     """How the model is trained."""
 
     epochs: int = Field(100, ge=1, description="Number of epochs.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    param_groups: list[ParamGroupSpec] = Field(
+        default_factory=list,
+        description="Modules with their own learning-rate multiplier and weight decay (e.g. "
+        "the backbone at 0.1x); parameters no group names use train.optimizer's settings.",
+    )
+    freeze_bn: bool | list[str] = Field(
+        False,
+        description="Keep BatchNorm running statistics fixed while training (BatchNorm layers "
+        "stay in evaluation mode; their weights still learn): true for every module, or a "
+        "list of module paths (e.g. [backbone]).",
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="'auto' is bf16 autocast on a GPU that supports it, else fp32."
     )
@@ -185,6 +213,12 @@ class Spec(_Strict):
         default_factory=list,
         description="Experiment trackers that also record the run, each offline: 'tensorboard', "
         "'mlflow', 'csv' (or {name, params}); plugins add more (hook register_trackers).",
+    )
+    callbacks: list[str] = Field(
+        default_factory=list,
+        description="Training callbacks of installed plugins to run (registered names, e.g. "
+        "'gymnastics.podium'); a plugin's callback never runs unless named here (or it declares "
+        "always = True).",
     )
     seed: int = Field(0, description="Seed of every random number generator.")
     description: str = Field("", description="Free text, copied to the report.")

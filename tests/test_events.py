@@ -14,6 +14,7 @@ from aqa_framework.engine import runner
 from aqa_framework.engine.checkpoint import load_checkpoint
 from aqa_framework.engine.events import EVENTS, Callback, CallbackError
 from aqa_framework.engine.signals import TrainingInterrupted
+from aqa_framework.errors import SpecError
 from aqa_framework.registry import Registry, reset_registry
 from aqa_framework.resolve import resolve
 from aqa_framework.spec import parse_spec
@@ -73,8 +74,10 @@ def use_registry(*callbacks):
     reset_registry(Registry(entry_points=[], extra_plugins=[("testing", plugin)], strict=True))
 
 
-def resolved():
-    return resolve(parse_spec(RAW), source="tiny.yaml")
+def resolved(*callbacks: str):
+    """The tiny spec, naming plugin callbacks (by default the recorder)."""
+    names = list(callbacks) if callbacks else ["testing.recorder"]
+    return resolve(parse_spec({**RAW, "callbacks": names}), source="tiny.yaml")
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +180,7 @@ def test_a_callback_that_raises_stops_the_run_naming_the_plugin_and_keeps_the_ch
     use_registry(Exploding, Recorder)
     folder = tmp_path / "run"
     with pytest.raises(CallbackError) as info:
-        runner.run_training(resolved(), run_dir=folder)
+        runner.run_training(resolved("testing.exploding", "testing.recorder"), run_dir=folder)
     message = str(info.value)
     assert "callback 'testing.exploding'" in message and "plugin 'testing'" in message
     assert "on_epoch_end: ValueError: the podium is on fire" in message
@@ -201,3 +204,28 @@ def test_a_plugin_that_registers_no_callback_class_is_named(tmp_path):
     with pytest.raises(Exception, match="plugin 'testing'.*register_callbacks got"):
         runner.run_training(resolved(), run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before the run folder was claimed
+
+
+def test_a_plugin_callback_runs_only_where_a_spec_names_it(tmp_path):
+    """Installing a plugin does not change other runs: its callbacks are opt-in."""
+
+    class Everywhere(Callback):
+        """Observes every run (opted in with always)."""
+
+        name = "testing.everywhere"
+        always = True
+        runs = 0
+
+        def on_run_end(self, event):
+            Everywhere.runs += 1
+
+    use_registry(Recorder, Everywhere)
+    Recorder.seen.clear()
+    spec = resolve(parse_spec({**RAW, "train": {**RAW["train"], "epochs": 1}}), source="t.yaml")
+    runner.run_training(spec, run_dir=tmp_path / "quiet")
+    assert Recorder.seen == [] and Everywhere.runs == 1
+    bad = {**RAW, "callbacks": ["testing.recorder", "testing.nope"]}
+    with pytest.raises(SpecError, match=r"callbacks\[1\].*unknown callback 'testing.nope'.*"
+                       r"testing.everywhere, testing.recorder"):
+        runner.run_training(resolve(parse_spec(bad), source="t.yaml"), run_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

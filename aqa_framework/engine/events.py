@@ -19,7 +19,9 @@ one frozen dataclass::
 The engine's own outputs are callbacks on these events (:mod:`.builtin_callbacks`): the
 progress display, ``metrics.jsonl`` and the final results and report run first, then the
 trackers a spec selects (``track:``), then the callbacks plugins register (hook
-``register_callbacks``), in plugin order.
+``register_callbacks``) that the spec names in ``callbacks:`` (or that declare ``always =
+True``), in plugin order. Installing a plugin thus never changes a run that does not ask for
+its callbacks.
 
 Callbacks run on rank 0 only under torchrun; a callback class with ``all_ranks = True`` runs
 on every process. A callback that raises stops the run: :class:`CallbackError` names the
@@ -275,10 +277,14 @@ class Callback:
         name: Name shown in messages; a plugin's names carry its prefix
             (``gymnastics.podium``).
         all_ranks: Run on every process under torchrun (default: rank 0 only).
+        always: Run in every run, without being named in the spec's ``callbacks`` (default:
+            only when named). Installing a plugin must not change other people's runs: keep
+            it ``False`` unless the callback only observes (a lab-wide run registry).
     """
 
     name: ClassVar[str] = ""
     all_ranks: ClassVar[bool] = False
+    always: ClassVar[bool] = False
 
     def on_run_start(self, event: RunStart) -> None:
         """The run starts (fresh or resumed)."""
@@ -448,6 +454,43 @@ def plugin_callback_classes(registry: Any) -> list[tuple[type, Any]]:
 
         _call(impl, info, register, "register_callbacks")
     return found
+
+
+def select_callbacks(
+    classes: Sequence[tuple[type, Any]], names: Sequence[str], source: str | None = None
+) -> list[tuple[type, Any]]:
+    """The plugin callbacks a run uses: those the spec's ``callbacks`` names, and ``always`` ones.
+
+    Args:
+        classes: ``(class, plugin info)`` pairs from :func:`plugin_callback_classes`.
+        names: The spec's ``callbacks``.
+        source: The spec file, for messages.
+
+    Raises:
+        SpecError: Naming an unknown or repeated callback, with the registered names.
+    """
+    from aqa_framework.errors import SpecError
+
+    by_name = {getattr(cls, "name", "") or cls.__qualname__: cls for cls, _ in classes}
+    known = ", ".join(sorted(by_name)) or "none (no installed plugin registers one)"
+    problems = [
+        (f"callbacks[{i}]", f"unknown callback '{name}'; registered callbacks: {known}")
+        for i, name in enumerate(names)
+        if name not in by_name
+    ]
+    problems += [
+        (f"callbacks[{i}]", f"callback '{name}' is named twice")
+        for i, name in enumerate(names)
+        if name in names[:i]
+    ]
+    if problems:
+        raise SpecError(problems, source=source)
+    wanted = set(names)
+    return [
+        (cls, info)
+        for cls, info in classes
+        if getattr(cls, "always", False) or (getattr(cls, "name", "") or cls.__qualname__) in wanted
+    ]
 
 
 def _impls(registry: Any, hook_name: str) -> list[tuple[Any, Any]]:

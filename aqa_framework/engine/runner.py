@@ -102,6 +102,7 @@ RESUMABLE_CHANGES = (
     "eval.report_samples",
     "output",
     "track",
+    "callbacks",
     "description",
 )
 
@@ -253,7 +254,11 @@ class _Run:
             PluginError: When a plugin registers a bad callback.
         """
         from aqa_framework.engine.builtin_callbacks import MetricsFileCallback, ResultsCallback
-        from aqa_framework.engine.events import instantiate, plugin_callback_classes
+        from aqa_framework.engine.events import (
+            instantiate,
+            plugin_callback_classes,
+            select_callbacks,
+        )
         from aqa_framework.registry import get_registry
         from aqa_framework.tracking import resolve_trackers
 
@@ -264,7 +269,13 @@ class _Run:
             Registered(MetricsFileCallback(), framework),
             Registered(ResultsCallback(), framework),
             *resolve_trackers(getattr(self.spec, "track", []), registry, self.resolved.source),
-            *instantiate(plugin_callback_classes(registry)),
+            *instantiate(
+                select_callbacks(
+                    plugin_callback_classes(registry),
+                    getattr(self.spec, "callbacks", []),
+                    self.resolved.source,
+                )
+            ),
             *(Registered(cb, "run_training(callbacks=...)") for cb in extra),
         ]
         self.bus = EventBus(callbacks, self.ctx.is_main)
@@ -510,6 +521,8 @@ class _Run:
         )
         if spec.train.channels_last:
             model.to_channels_last()
+        if spec.train.freeze_bn:
+            model.freeze_batchnorm(spec.train.freeze_bn)
         if self.ctx.world_size > 1:
             seed_everything((spec.seed + 7919 * self.ctx.rank) % 2**32)
         return TrainState.for_model(model, spec.train, self.device, self.precision)

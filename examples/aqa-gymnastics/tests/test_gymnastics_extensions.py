@@ -9,6 +9,7 @@ from aqa_framework.cli.main import main
 
 SPEC = Path(__file__).resolve().parents[1] / "vault.yaml"
 TINY = [
+    "callbacks=[gymnastics.podium]",
     "train.epochs=1",
     "model.backbone.params.width=0.0625",
     "data.params.train_samples=8",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -31,6 +31,8 @@ class MultitaskModel(nn.Module):
     Attributes:
         channels_last: Feed clips to the backbone in ``channels_last_3d`` memory format (set
             by :meth:`to_channels_last`).
+        frozen_batchnorm: Module paths whose BatchNorm layers stay in evaluation mode while
+            training (set by :meth:`freeze_batchnorm`).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class MultitaskModel(nn.Module):
         self.loss_weights = {task: float(weights.get(task, 1.0)) for task in self.heads}
         self.targets = targets if targets is not None else Targets()
         self.channels_last = False
+        self.frozen_batchnorm: tuple[str, ...] = ()
 
     def to_channels_last(self) -> MultitaskModel:
         """Store 3D convolution weights and feed clips in ``channels_last_3d`` format.
@@ -65,6 +68,49 @@ class MultitaskModel(nn.Module):
             elif tensor.dim() == 4:
                 tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
         self.channels_last = True
+        return self
+
+    def freeze_batchnorm(self, modules: bool | Sequence[str]) -> MultitaskModel:
+        """Keep the running statistics of BatchNorm layers fixed while training.
+
+        Those layers stay in evaluation mode when :meth:`train` is called (their affine
+        weights still learn), as CoRe's ``fix_bn`` does for a pretrained backbone.
+
+        Args:
+            modules: ``True`` for every BatchNorm layer, ``False`` for none, or module paths
+                (``backbone``, ``heads.score``) or fnmatch patterns whose layers are frozen.
+
+        Raises:
+            SpecError: At ``train.freeze_bn`` for a path naming no module.
+        """
+        from aqa_framework.engine.optim import names_module
+        from aqa_framework.errors import SpecError
+
+        if isinstance(modules, bool):
+            self.frozen_batchnorm = ("*",) if modules else ()
+        else:
+            names = [n for n, _ in self.named_modules()]
+            unknown = [m for m in modules if not any(names_module(m, n) for n in names)]
+            if unknown:
+                raise SpecError(
+                    [("train.freeze_bn", f"{m!r} names no module of the model") for m in unknown]
+                )
+            self.frozen_batchnorm = tuple(modules)
+        self.train(self.training)
+        return self
+
+    def train(self, mode: bool = True) -> MultitaskModel:
+        """Set training mode; BatchNorm layers named by :meth:`freeze_batchnorm` stay in eval."""
+        super().train(mode)
+        frozen = getattr(self, "frozen_batchnorm", ())
+        if mode and frozen:
+            from aqa_framework.engine.optim import names_module
+
+            for name, module in self.named_modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and any(
+                    names_module(p, name) for p in frozen
+                ):
+                    module.eval()
         return self
 
     @property

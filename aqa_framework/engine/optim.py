@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any
 
 import torch
@@ -31,9 +32,10 @@ def build_optimizer(model: torch.nn.Module, train: TrainSpec) -> torch.optim.Opt
         p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in model.parameters()
     ):
         extra["fused"] = True
+    groups = parameter_groups(model, train)
     try:
         return create_optimizer_v2(
-            model,
+            model if groups is None else groups,
             opt=opt.name,
             lr=opt.lr,
             weight_decay=opt.weight_decay,
@@ -47,6 +49,73 @@ def build_optimizer(model: torch.nn.Module, train: TrainSpec) -> torch.optim.Opt
                 [("train.optimizer.name", f"timm has no optimizer {opt.name!r} (e.g. {some})")]
             ) from None
         raise SpecError([("train.optimizer", str(exc))]) from None
+
+
+def names_module(pattern: str, name: str) -> bool:
+    """Whether a module path or fnmatch pattern names the parameter (or module) ``name``.
+
+    ``backbone`` names ``backbone.conv1.weight``; ``heads.*.fc*`` names
+    ``heads.score.fc1.bias``.
+    """
+    return name == pattern or name.startswith(pattern + ".") or fnmatchcase(name, pattern)
+
+
+def _no_decay(name: str, param: torch.Tensor) -> bool:
+    """Biases and normalisation weights (1-D) get no weight decay, as in timm's default."""
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
+def parameter_groups(model: torch.nn.Module, train: TrainSpec) -> list[dict[str, Any]] | None:
+    """The optimizer's parameter groups of ``train.param_groups``, or ``None`` without any.
+
+    Each trainable parameter joins the first group one of whose ``modules`` names it (see
+    :func:`names_module`), else the default group. A group's learning rate is
+    ``train.optimizer.lr x lr_scale`` (timm's schedules then follow each group's own initial
+    rate, keeping the ratio at every step). As timm does by default, biases and 1-D weights
+    get no weight decay.
+
+    Raises:
+        SpecError: At ``train.param_groups.<i>.modules`` for a path naming no parameter.
+    """
+    specs = train.param_groups
+    if not specs:
+        return None
+    opt = train.optimizer
+    members: list[list[tuple[str, torch.Tensor]]] = [[] for _ in range(len(specs) + 1)]
+    used: set[tuple[int, int]] = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        index = len(specs)
+        for i, group in enumerate(specs):
+            hit = next((j for j, pat in enumerate(group.modules) if names_module(pat, name)), None)
+            if hit is not None:
+                index = i
+                used.add((i, hit))
+                break
+        members[index].append((name, param))
+    problems = [
+        (f"train.param_groups.{i}.modules", f"{pat!r} names no trainable parameter of the model")
+        for i, group in enumerate(specs)
+        for j, pat in enumerate(group.modules)
+        if (i, j) not in used
+    ]
+    if problems:
+        raise SpecError(problems)
+    out: list[dict[str, Any]] = []
+    for index in [len(specs), *range(len(specs))]:  # the default group first (current_lr)
+        params = members[index]
+        group = specs[index] if index < len(specs) else None
+        scale = group.lr_scale if group is not None else 1.0
+        decay = group.weight_decay if group is not None and group.weight_decay is not None else None
+        wd = opt.weight_decay if decay is None else decay
+        extra = {"lr": opt.lr * scale} if group is not None else {}
+        plain = [p for n, p in params if not (wd and _no_decay(n, p))]
+        free = [p for n, p in params if wd and _no_decay(n, p)]
+        for chosen, value in ((plain, wd), (free, 0.0)):
+            if chosen:
+                out.append({"params": chosen, "weight_decay": value, **extra})
+    return out
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSpec) -> Any | None:

@@ -61,8 +61,23 @@ def check_heads(resolved: ResolvedSpec, targets: Targets) -> list[tuple[str, str
     return problems
 
 
-def _normalize_shape(shape: Any) -> tuple[int, ...]:
+def _normalize_shape(shape: Any, features: bool = False) -> tuple[int, ...]:
     shape = tuple(int(s) for s in shape)
+    if features:
+        if len(shape) == 1:
+            shape = (1, *shape)
+        if len(shape) != 2:
+            raise ValueError(
+                f"a backbone that takes clip features needs samples of clip features (L, D); "
+                f"the dataset yields samples of shape {shape} (video clips: use a video "
+                "backbone such as c3d, or a feature dataset)"
+            )
+        return shape
+    if len(shape) == 2:
+        raise ValueError(
+            f"the dataset yields clip feature sequences (L, D) = {shape}, which a video "
+            "backbone cannot read; use backbone 'identity' for pre-extracted features"
+        )
     if len(shape) == 4:
         shape = (1, *shape)
     if len(shape) != 5:
@@ -78,10 +93,13 @@ def _construct(comp: ResolvedComponent, *args: Any) -> Any:
 
 
 def _input_shape(backbone: Backbone, input_shape: Any) -> tuple[int, ...]:
+    features = getattr(backbone, "input_kind", "video") == "features"
     if input_shape is not None:
-        return _normalize_shape(input_shape)
+        return _normalize_shape(input_shape, features)
     default = getattr(backbone, "default_input_shape", None)
-    return _normalize_shape(default) if default is not None else DEFAULT_INPUT_SHAPE
+    if default is not None:
+        return _normalize_shape(default, features)
+    return DEFAULT_INPUT_SHAPE
 
 
 def infer_shapes(
@@ -91,8 +109,9 @@ def infer_shapes(
 
     Args:
         resolved: A resolved spec.
-        input_shape: One sample's ``(N, C, T, H, W)`` (or ``(C, T, H, W)``); defaults to the
-            backbone's ``default_input_shape``.
+        input_shape: One sample's ``(N, C, T, H, W)`` (or ``(C, T, H, W)``), or ``(L, D)``
+            clip features for a backbone whose ``input_kind`` is ``"features"``; defaults to
+            the backbone's ``default_input_shape``.
 
     Returns:
         The meta backbone and aggregator, the clip feature shape ``F`` and the video feature
@@ -105,7 +124,11 @@ def infer_shapes(
 
     with torch.device("meta"):
         backbone = _construct(resolved.backbone)
-        shape = _input_shape(backbone, input_shape)
+        try:
+            shape = _input_shape(backbone, input_shape)
+        except ValueError as exc:
+            raise SpecError([(resolved.backbone.path, f"backbone '{resolved.backbone.name}' "
+                              f"does not fit the dataset's samples: {exc}")]) from exc
         n = shape[0]
         backbone.eval()
         try:

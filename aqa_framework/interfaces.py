@@ -30,6 +30,9 @@ from aqa_framework.component import Component, NoParams
 from aqa_framework.targets import TargetNeed, Targets
 
 FeatureLevel = Literal["video", "clips"]
+InputKind = Literal["video", "features"]
+"""What a sample's ``"video"`` holds: ``"video"`` for clips of frames ``(N, C, T, H, W)``,
+``"features"`` for a sequence of pre-extracted clip features ``(L, D)``."""
 TargetKind = str
 """``scores``, ``classes``, ``captions`` or an open :class:`~aqa_framework.targets.ArrayTarget`
 kind (``judge_scores``, ``sub_scores``, a plugin's own)."""
@@ -40,6 +43,7 @@ __all__ = [
     "Backbone",
     "Component",
     "FeatureLevel",
+    "InputKind",
     "MetricDirection",
     "NoParams",
     "PretrainedWeights",
@@ -114,10 +118,15 @@ class Backbone(Component, PretrainedWeights, nn.Module, ABC):
     Attributes:
         layers: Names of the submodules whose activations are meaningful probe points
             (``aqa probe``), shallow to deep.
+        input_kind: ``"video"`` for clips of frames ``(M, C, T, H, W)``; ``"features"`` for
+            a backbone that takes pre-extracted clip features ``(M, D)`` (the ``identity``
+            backbone of feature datasets, whose :attr:`VideoDataset.input_kind` is
+            ``"features"``).
     """
 
     kind: ClassVar[str] = "backbone"
     layers: ClassVar[tuple[str, ...]] = ()
+    input_kind: ClassVar[InputKind] = "video"
 
     def __init__(self, params: BaseModel) -> None:
         nn.Module.__init__(self)
@@ -354,12 +363,20 @@ class VideoDataset(Component, Dataset, ABC):
     ``"video"`` looks like for given params, so that the model can be sized (and ``aqa
     validate`` can count its parameters) without reading any data.
 
+    A dataset of pre-extracted clip features sets :attr:`input_kind` to ``"features"``: its
+    ``"video"`` is then a float tensor ``(L, D)`` (L clips of D features, L may differ between
+    samples), with ``"video_mask"`` (bool ``(L,)``, ``True`` on real clips, ``False`` on zero
+    padding), and :meth:`input_shape` returns ``(L, D)``. The model then runs a backbone whose
+    ``input_kind`` is ``"features"`` (``identity``) on each clip's features.
+
     Attributes:
         splits: Names of the splits the dataset offers (``train`` and ``test`` at least).
+        input_kind: ``"video"`` (clips of frames) or ``"features"`` (clip feature sequences).
     """
 
     kind: ClassVar[str] = "dataset"
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    input_kind: ClassVar[InputKind] = "video"
 
     def __init__(self, params: BaseModel, split: str = "train", train: bool = False) -> None:
         """Open one split.

@@ -118,36 +118,57 @@ class MultitaskModel(nn.Module):
         """Whether any head consumes aggregated video features."""
         return any(h.consumes == "video" for h in self.heads.values())
 
-    def features(self, video: Tensor) -> tuple[Tensor, Tensor | None]:
+    def features(
+        self, video: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """Clip features ``(B, N, *F)`` and video features ``(B, *G)`` (``None`` if unused).
 
+        Args:
+            video: ``(B, N, C, T, H, W)`` clips, or ``(B, L, D)`` pre-extracted clip features
+                when the backbone's ``input_kind`` is ``"features"``.
+            mask: ``(B, L)`` bool, ``True`` on real clips, for zero-padded feature sequences;
+                handed to an aggregator that declares ``uses_mask``.
+
         Raises:
-            DataError: If ``video`` is not ``(B, N, C, T, H, W)``.
+            DataError: If ``video`` does not have the shape the backbone takes.
         """
-        if video.dim() != 6:
+        features_in = getattr(self.backbone, "input_kind", "video") == "features"
+        if features_in and video.dim() != 3:
+            raise DataError(
+                f"backbone '{self.backbone.name}' takes clip feature sequences (batch, clips, "
+                f"features); got a tensor of shape {tuple(video.shape)}"
+            )
+        if not features_in and video.dim() != 6:
             raise DataError(
                 f"model input must be (batch, clips, channels, frames, height, width); got a "
                 f"tensor of shape {tuple(video.shape)}"
             )
         b, n = video.shape[:2]
         clips = video.flatten(0, 1)
-        if self.channels_last:
+        if self.channels_last and not features_in:
             clips = clips.contiguous(memory_format=torch.channels_last_3d)
         clip_features = self.backbone(clips).unflatten(0, (b, n))
-        video_features = self.aggregator(clip_features) if self.needs_video_features else None
+        video_features = None
+        if self.needs_video_features:
+            if mask is not None and getattr(self.aggregator, "uses_mask", False):
+                video_features = self.aggregator(clip_features, mask=mask)
+            else:
+                video_features = self.aggregator(clip_features)
         return clip_features, video_features
 
     def forward(self, video: Tensor, batch: Mapping[str, Any] | None = None) -> dict[str, dict]:
         """Outputs of every head.
 
         Args:
-            video: ``(B, N, C, T, H, W)`` clips.
-            batch: The collated batch while training (teacher forcing); ``None`` at inference.
+            video: ``(B, N, C, T, H, W)`` clips, or ``(B, L, D)`` clip features.
+            batch: The collated batch while training (teacher forcing, and the
+                ``video_mask`` of zero-padded feature sequences); ``None`` at inference.
 
         Returns:
             Task name -> that head's outputs.
         """
-        clip_features, video_features = self.features(video)
+        mask = batch.get("video_mask") if isinstance(batch, Mapping) else None
+        clip_features, video_features = self.features(video, mask)
         return {
             task: head(clip_features if head.consumes == "clips" else video_features, batch)
             for task, head in self.heads.items()

@@ -420,12 +420,27 @@ def _check_sample(dataset: VideoDataset, index: int, sample: Any) -> None:
     )
     video = sample.get("video")
     _require(isinstance(video, Tensor), dataset, f"{where}: 'video' must be a tensor")
-    _require(
-        video.ndim == 5 and video.is_floating_point(),
-        dataset,
-        f"{where}: 'video' must be a float (N, C, T, H, W) tensor, got {video.dtype} "
-        f"{tuple(video.shape)}",
-    )
+    if getattr(dataset, "input_kind", "video") == "features":
+        _require(
+            video.ndim == 2 and video.is_floating_point(),
+            dataset,
+            f"{where}: 'video' of a feature dataset must be a float (L, D) tensor, got "
+            f"{video.dtype} {tuple(video.shape)}",
+        )
+        mask = sample.get("video_mask")
+        _require(
+            isinstance(mask, Tensor) and mask.dtype == torch.bool
+            and tuple(mask.shape) == tuple(video.shape[:1]),
+            dataset,
+            f"{where}: 'video_mask' must be a bool tensor of shape ({video.shape[0]},)",
+        )
+    else:
+        _require(
+            video.ndim == 5 and video.is_floating_point(),
+            dataset,
+            f"{where}: 'video' must be a float (N, C, T, H, W) tensor, got {video.dtype} "
+            f"{tuple(video.shape)}",
+        )
     _require(_finite(video), dataset, f"{where}: 'video' has non-finite values")
     scores = sample.get("scores", {})
     _require(

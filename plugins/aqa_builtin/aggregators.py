@@ -1,6 +1,12 @@
-"""Built-in aggregators: average (C3D-AVG), LSTM (C3D-LSTM) and identity (single clip)."""
+"""Built-in aggregators: average, LSTM, identity and transformer.
+
+Average is C3D-AVG, LSTM is C3D-LSTM, identity passes a single clip through, and the
+transformer encoder pools long feature sequences.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
@@ -119,3 +125,117 @@ class IdentityAggregator(Aggregator):
                 ]
             )
         return clip_features[:, 0]
+
+
+def sinusoidal_positions(length: int, dim: int, like: Tensor) -> Tensor:
+    """``(length, dim)`` sinusoidal position encodings (Vaswani et al. 2017) like ``like``."""
+    import math
+
+    import torch
+
+    pos = torch.arange(length, device=like.device, dtype=torch.float32)[:, None]
+    idx = torch.arange(0, dim, 2, device=like.device, dtype=torch.float32)
+    freq = torch.exp(-math.log(10000.0) * idx / dim)
+    out = torch.zeros(length, dim, device=like.device, dtype=torch.float32)
+    out[:, 0::2] = torch.sin(pos * freq)
+    out[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
+    return out.to(like.dtype)
+
+
+class TransformerParams(BaseModel):
+    """Parameters of :class:`TransformerAggregator`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dim: int | None = Field(
+        256,
+        ge=1,
+        description="Width inside the transformer: clip features are first projected to it "
+        "by a linear layer; null keeps the clip feature size (no projection).",
+    )
+    heads: int = Field(4, ge=1, description="Attention heads (must divide dim).")
+    layers: int = Field(2, ge=1, description="Encoder layers.")
+    ffn: int = Field(512, ge=1, description="Hidden width of each layer's feed-forward block.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the encoder layers.")
+    positional: Literal["sinusoidal", "learned", "none"] = Field(
+        "sinusoidal",
+        description="Clip position encoding added before the encoder: 'sinusoidal' (any "
+        "length), 'learned' (up to max_length clips) or 'none'.",
+    )
+    max_length: int = Field(
+        1024, ge=1, description="Longest sequence a 'learned' position encoding covers."
+    )
+    pooling: Literal["mean", "cls"] = Field(
+        "mean",
+        description="'mean': average of the encoded clips (padding excluded); 'cls': the "
+        "output at a learned token put before the clips.",
+    )
+
+
+class TransformerAggregator(Aggregator):
+    """Transformer encoder over a clip sequence, pooled to one video feature.
+
+    For long feature sequences (routines of a hundred clips): clip features are projected to
+    ``dim``, given positions, encoded by self-attention layers and pooled by a padding-aware
+    mean or a class token. Zero-padded clips of a training window (the dataset's
+    ``video_mask``) are masked out of attention and pooling.
+    """
+
+    name = "transformer"
+    Params = TransformerParams
+    uses_mask: ClassVar[bool] = True
+
+    def __init__(self, params: TransformerParams, in_shape: tuple[int, ...]) -> None:
+        super().__init__(params, in_shape)
+        import torch
+
+        width = flat_size(in_shape)
+        dim = params.dim or width
+        if dim % params.heads:
+            raise ValueError(
+                f"dim {dim} is not divisible by heads {params.heads}; change dim or heads"
+            )
+        self.dim = dim
+        self.proj = nn.Linear(width, dim) if params.dim else nn.Identity()
+        layer = nn.TransformerEncoderLayer(
+            dim, params.heads, params.ffn, params.dropout, batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, params.layers, enable_nested_tensor=False)
+        self.position = (
+            nn.Parameter(torch.zeros(params.max_length, dim))
+            if params.positional == "learned"
+            else None
+        )
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim)) if params.pooling == "cls" else None
+
+    def forward(self, clip_features: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``(B, L, *F)`` -> ``(B, dim)``; ``mask`` ``(B, L)`` is ``True`` on real clips.
+
+        Raises:
+            ValueError: If a learned position encoding is shorter than the sequence.
+        """
+        import torch
+
+        x = self.proj(clip_features.flatten(2))
+        length = x.shape[1]
+        if self.params.positional == "sinusoidal":
+            x = x + sinusoidal_positions(length, self.dim, x)
+        elif self.position is not None:
+            if length > self.position.shape[0]:
+                raise ValueError(
+                    f"{length} clips, more than max_length {self.position.shape[0]} of the "
+                    "learned position encoding; raise max_length or use 'sinusoidal'"
+                )
+            x = x + self.position[:length]
+        keep = mask.bool() if mask is not None else None
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
+            if keep is not None:
+                keep = torch.cat([keep.new_ones(keep.shape[0], 1), keep], dim=1)
+        h = self.encoder(x, src_key_padding_mask=None if keep is None else ~keep)
+        if self.cls is not None:
+            return h[:, 0]
+        if keep is None:
+            return h.mean(dim=1)
+        weights = keep.to(h.dtype).unsqueeze(-1)
+        return (h * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)

@@ -20,7 +20,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel
 from torch import Tensor, nn
@@ -28,6 +28,9 @@ from torch.utils.data import Dataset
 
 from aqa_framework.component import Component, NoParams
 from aqa_framework.targets import TargetNeed, Targets
+
+if TYPE_CHECKING:
+    from aqa_framework.data.partners import FitData
 
 FeatureLevel = Literal["video", "clips"]
 InputKind = Literal["video", "features"]
@@ -217,12 +220,22 @@ class TaskHead(Component, PretrainedWeights, nn.Module, ABC):
         metric_directions: Metric name -> ``"max"`` (higher is better) or ``"min"`` (lower is
             better), for the names :meth:`metrics` reports; a key also covers the per-column
             names ``<column>_<key>``. Epoch selection (``train.select_mode: auto``) follows it.
+        uses_partners: ``True`` for a head that compares each sample with exemplars of known
+            score (``data.partners``, see :mod:`aqa_framework.data.partners`). It is then
+            called as ``forward(features, batch, partners)``, where ``partners`` holds the
+            exemplars' ``"features"`` ``(B, K, ...)`` (at the level of :attr:`consumes`) and
+            their ``"scores"``, ``"classes"``, ``"arrays"`` (``(B, K, ...)`` each) and
+            ``"key"``; K is ``data.partners.train`` while training and
+            ``data.partners.test`` when evaluating, so a head's own test-time procedure
+            (voting over K exemplars) lives in its forward and :meth:`predict`. A spec with
+            such a head and no ``data.partners`` is refused.
     """
 
     kind: ClassVar[str] = "head"
     consumes: ClassVar[FeatureLevel] = "video"
     target_kind: ClassVar[TargetKind] = "scores"
     metric_directions: ClassVar[Mapping[str, MetricDirection]] = {}
+    uses_partners: ClassVar[bool] = False
 
     @classmethod
     def metric_direction(cls, metric: str) -> MetricDirection:
@@ -295,6 +308,20 @@ class TaskHead(Component, PretrainedWeights, nn.Module, ABC):
             Names of score or open targets (``["difficulty"]``).
         """
         return []
+
+    def fit(self, data: FitData) -> None:  # noqa: B027 - optional hook
+        """Fit state on the training samples' targets before training starts.
+
+        The engine calls it once, on every process, when a run starts (not when it resumes),
+        with the targets of the training samples only (never validation or test samples).
+        Keep what it computes in registered buffers: they are saved in every checkpoint and
+        restored on resume, ``aqa evaluate`` and ``aqa predict``. CoRe's score intervals are
+        quantiles of the score differences of training pairs. The default fits nothing.
+
+        Args:
+            data: The training samples' targets (:class:`~aqa_framework.data.partners.FitData`),
+                with their ``data.partners.group_by`` values when the spec has partners.
+        """
 
     @classmethod
     def check_targets(cls, params: BaseModel, targets: Targets) -> str | None:
@@ -429,6 +456,20 @@ class VideoDataset(Component, Dataset, ABC):
             ``(N, C, T, H, W)``, or ``None`` if it depends on the data.
         """
         return None
+
+    def sample_targets(self, index: int) -> dict[str, Any]:
+        """Key and targets of sample ``index`` without its video.
+
+        Exemplar pools (``data.partners``) and heads that fit state before training read
+        the targets of every training sample through it. The default loads the sample and
+        drops its video; datasets that know their targets from annotations override it.
+
+        Returns:
+            The sample dict without ``"video"`` (``key``, ``scores``, ``classes``,
+            ``arrays``), or a skipped-sample marker.
+        """
+        sample = self[index]
+        return {k: v for k, v in sample.items() if k != "video"}
 
     def check_samples(self) -> None:  # noqa: B027 - optional hook
         """Find, without decoding clips, the problems that loading the samples would raise.

@@ -156,23 +156,81 @@ class MultitaskModel(nn.Module):
                 video_features = self.aggregator(clip_features)
         return clip_features, video_features
 
-    def forward(self, video: Tensor, batch: Mapping[str, Any] | None = None) -> dict[str, dict]:
+    def forward(
+        self,
+        video: Tensor,
+        batch: Mapping[str, Any] | None = None,
+        partners: Mapping[str, Any] | None = None,
+    ) -> dict[str, dict]:
         """Outputs of every head.
 
         Args:
             video: ``(B, N, C, T, H, W)`` clips, or ``(B, L, D)`` clip features.
             batch: The collated batch while training (teacher forcing, and the
                 ``video_mask`` of zero-padded feature sequences); ``None`` at inference.
+            partners: The batch's exemplars (``batch["partners"]``), if it has any.
 
         Returns:
             Task name -> that head's outputs.
+
+        With ``partners`` (the batch's exemplars, see :mod:`aqa_framework.data.partners`),
+        the query clips and the exemplars' clips go through the backbone in one call; heads
+        that declare :attr:`~aqa_framework.interfaces.TaskHead.uses_partners` are called as
+        ``head(features, batch, partners)`` with the exemplars' features under
+        ``partners["features"]`` ``(B, K, ...)`` and their targets, the others as before.
+
+        Raises:
+            DataError: If a head compares with exemplars and there are none.
         """
+        count = 0
+        if partners is not None:
+            video, batch, count = _join_partners(video, batch, partners)
         mask = batch.get("video_mask") if isinstance(batch, Mapping) else None
         clip_features, video_features = self.features(video, mask)
-        return {
-            task: head(clip_features if head.consumes == "clips" else video_features, batch)
-            for task, head in self.heads.items()
-        }
+        if partners is None:
+            for task, head in self.heads.items():
+                if getattr(head, "uses_partners", False):
+                    raise DataError(
+                        f"head '{head.name}' of task '{task}' compares each sample with "
+                        "exemplars, and the batch has none: set data.partners in the spec"
+                    )
+            return {
+                task: head(clip_features if head.consumes == "clips" else video_features, batch)
+                for task, head in self.heads.items()
+            }
+        return self._compare(clip_features, video_features, count, batch, partners)
+
+    def _compare(
+        self,
+        clip_features: Tensor,
+        video_features: Tensor | None,
+        count: int,
+        batch: Mapping[str, Any] | None,
+        partners: Mapping[str, Any],
+    ) -> dict[str, dict]:
+        """Head outputs when the first ``B`` rows are queries and the rest their exemplars."""
+        b = clip_features.shape[0] // (1 + count)
+
+        def split(t: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+            if t is None:
+                return None, None
+            return t[:b], t[b:].unflatten(0, (b, count))
+
+        clips, partner_clips = split(clip_features)
+        videos, partner_videos = split(video_features)
+        if isinstance(batch, Mapping) and "video_mask" in batch:
+            batch = {**batch, "video_mask": batch["video_mask"][:b]}
+        out = {}
+        for task, head in self.heads.items():
+            level = head.consumes == "clips"
+            features = clips if level else videos
+            if getattr(head, "uses_partners", False):
+                given = {k: v for k, v in partners.items() if k != "video"}
+                given["features"] = partner_clips if level else partner_videos
+                out[task] = head(features, batch, given)
+            else:
+                out[task] = head(features, batch)
+        return out
 
     def loss(
         self, outputs: Mapping[str, dict], batch: Mapping[str, Any]
@@ -206,6 +264,30 @@ class MultitaskModel(nn.Module):
     def references(self, batch: Mapping[str, Any]) -> dict[str, dict[str, list]]:
         """Ground truth of a batch for every task, under the prediction column names."""
         return {task: head.references(batch) for task, head in self.heads.items()}
+
+
+def _join_partners(
+    video: Tensor, batch: Mapping[str, Any] | None, partners: Mapping[str, Any]
+) -> tuple[Tensor, Mapping[str, Any] | None, int]:
+    """The queries' clips followed by their exemplars' (one backbone call), and K.
+
+    Raises:
+        DataError: If the exemplars' clips do not have the queries' shape.
+    """
+    others = partners["video"]
+    if others.dim() != video.dim() + 1 or others.shape[0] != video.shape[0] or (
+        others.shape[2:] != video.shape[1:]
+    ):
+        raise DataError(
+            f"exemplar clips of shape {tuple(others.shape)} do not fit query clips of shape "
+            f"{tuple(video.shape)} (expected (B, K, ...) with the queries' clip shape)"
+        )
+    count = others.shape[1]
+    joined = torch.cat([video, others.flatten(0, 1).to(video.dtype)])
+    if isinstance(batch, Mapping) and "video_mask" in batch and "video_mask" in partners:
+        mask = torch.cat([batch["video_mask"], partners["video_mask"].flatten(0, 1)])
+        batch = {**batch, "video_mask": mask}
+    return joined, batch, count
 
 
 def prediction_inputs(batch: Mapping[str, Any] | None, names: list[str]) -> dict[str, dict] | None:

@@ -198,6 +198,16 @@ def cross_field_problems(resolved: ResolvedSpec) -> list[tuple[str, str]]:
     spec = resolved.spec
     problems: list[tuple[str, str]] = []
     heads = {task: head.cls for task, head in resolved.heads.items()}
+    if spec.data.partners is None:
+        problems += [
+            (
+                f"model.heads.{task}.name",
+                f"head '{cls.name}' compares each sample with exemplars of known score: add "
+                "data.partners to the spec (e.g. {group_by: difficulty, train: 1, test: 10})",
+            )
+            for task, cls in heads.items()
+            if getattr(cls, "uses_partners", False)
+        ]
     try:
         resolve_selection(spec, has_val=spec.data.val_fraction > 0, heads=heads)
     except SpecError as exc:

@@ -51,6 +51,27 @@ class ModelSpec(_Strict):
     )
 
 
+class PartnersSpec(_Strict):
+    """Exemplars attached to each sample, drawn from the training samples (CoRe, TSA, TPT)."""
+
+    group_by: str | None = Field(
+        None,
+        description="Class field or scalar open target an exemplar shares with its sample "
+        "(difficulty, dive_number, an action class); null: any training sample.",
+    )
+    train: int = Field(1, ge=1, description="Exemplars per sample while training.")
+    test: int = Field(10, ge=1, description="Exemplars per sample when evaluating (voters).")
+    top_up: Literal["nearest", "any", "error"] = Field(
+        "nearest",
+        description="When a group has too few other training samples: fill up from the "
+        "nearest group values ('nearest', numeric groups; else like 'any'), from any other "
+        "training sample ('any'), or stop with an error ('error').",
+    )
+    seed: int | None = Field(
+        None, ge=0, description="Seed of the exemplar draws; null: the spec's seed."
+    )
+
+
 class DataSpec(ComponentSpec):
     """The dataset and how it is loaded."""
 
@@ -75,6 +96,11 @@ class DataSpec(ComponentSpec):
         None, ge=1, description="Train on a reproducible random subset of this many samples."
     )
     subset_seed: int = Field(0, description="Seed of the train_size subset and the val split.")
+    partners: PartnersSpec | None = Field(
+        None,
+        description="Attach exemplars of known score from the training samples to every "
+        "sample (never from val or test, never the sample itself), for heads that compare.",
+    )
 
     @field_validator("num_workers", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from aqa_framework.errors import DataError
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
+    from aqa_framework.data.partners import PartnerPool
     from aqa_framework.engine.distributed import DistContext
     from aqa_framework.interfaces import VideoDataset
     from aqa_framework.resolve import ResolvedSpec
@@ -42,6 +43,8 @@ class OpenedData:
             the training splits are opened) read from the first evaluation sample.
         split: Name of the evaluation split.
         full: The whole training split (augmented), ``None`` when it was not opened.
+        partners: With ``data.partners``: the training samples (without augmentation) that
+            the validation and evaluation samples draw their exemplars from.
     """
 
     train: Dataset | None
@@ -52,6 +55,7 @@ class OpenedData:
     input_shape: tuple[int, ...] | None = None
     split: str = "test"
     full: VideoDataset | None = None
+    partners: PartnerPool | None = None
 
 
 def open_split(
@@ -122,7 +126,7 @@ def open_data(
         split = spec.eval.split
     if not training:
         test = open_split(resolved, split)
-        return OpenedData(
+        opened = OpenedData(
             None,
             None,
             test,
@@ -131,6 +135,9 @@ def open_data(
             dataset_input_shape(test),
             split,
         )
+        if spec.data.partners is not None:
+            _with_partners(resolved, opened, None)
+        return opened
     from torch.utils.data import Subset
 
     from aqa_framework.data.subsets import train_val_indices
@@ -156,4 +163,39 @@ def open_data(
     shape = dataset_input_shape(full)
     if shape is None:  # not declared: one (unaugmented) sample tells
         shape = tuple(test[0]["video"].shape)
-    return OpenedData(train, val, test, full.targets, sizes, shape, split, full)
+    opened = OpenedData(train, val, test, full.targets, sizes, shape, split, full)
+    if spec.data.partners is not None:
+        _with_partners(resolved, opened, idx.train)
+    return opened
+
+
+def _with_partners(resolved: ResolvedSpec, opened: OpenedData, train_idx: list[int] | None) -> None:
+    """Wrap the opened splits so that their samples carry exemplars (``data.partners``).
+
+    The exemplars come from the training samples: the training split less the validation
+    samples (the same indices as training uses), without augmentation for evaluation and
+    with it for training.
+    """
+    from torch.utils.data import Subset
+
+    from aqa_framework.data.partners import PartnerDataset, PartnerPool, check_group_by
+    from aqa_framework.data.subsets import train_val_indices
+
+    spec = resolved.spec
+    partners = spec.data.partners
+    assert partners is not None
+    check_group_by(partners.group_by, opened.targets)
+    plain = open_split(resolved, "train", check=False)
+    if train_idx is None:
+        train_idx = train_val_indices(
+            len(plain), spec.data.val_fraction, spec.data.train_size, spec.data.subset_seed
+        ).train
+    samples = plain if len(train_idx) == len(plain) else Subset(plain, train_idx)
+    pool = PartnerPool.of(samples, partners, spec.seed)
+    if opened.train is not None:
+        train_pool = PartnerPool.of(opened.train, partners, spec.seed, rows=pool.rows)
+        opened.train = PartnerDataset(opened.train, train_pool, partners.train, True)
+    if opened.val is not None:
+        opened.val = PartnerDataset(opened.val, pool, partners.test, False)
+    opened.test = PartnerDataset(opened.test, pool, partners.test, False)  # type: ignore[assignment]
+    opened.partners = pool

@@ -114,8 +114,11 @@ class EpochLoader:
         )
 
     def epoch(self, epoch: int) -> DataLoader:
-        """The loader, set up for an epoch."""
+        """The loader, set up for an epoch (a dataset with ``set_epoch`` is told it too)."""
         self.sampler.set_epoch(epoch)
+        set_epoch = getattr(self.loader.dataset, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
         self.generator.manual_seed(derive_seed(self.seed, epoch, self.rank))
         return self.loader
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from aqa_framework.data.partners import PARTNERS, partner_keys
 from aqa_framework.data.skipping import SKIPPED
 from aqa_framework.engine import distributed as D
 from aqa_framework.engine.distributed import DistContext, gather_objects, sum_across
@@ -101,6 +102,8 @@ class EvalResult:
         metrics: ``{"task.metric": value}``, over the samples in ``keys``.
         skipped: Keys of the samples that could not be loaded and were left out
             (``on_error: skip``).
+        exemplars: With ``data.partners``: each sample's exemplar keys, joined by ``;``
+            (empty without partners).
     """
 
     keys: list[str]
@@ -108,9 +111,10 @@ class EvalResult:
     references: dict[str, dict[str, list]]
     metrics: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    exemplars: list[str] = field(default_factory=list)
 
     def columns(self, class_labels: dict[str, list[str]] | None = None) -> dict[str, list]:
-        """Table columns: ``key`` then ``<task>.<column>`` and ``<task>.<column>.ref``.
+        """Table columns: ``key``, ``<task>.<column>``, ``<task>.<column>.ref`` (``exemplars``).
 
         Args:
             class_labels: Class field -> labels; class indices in those columns are written
@@ -125,6 +129,8 @@ class EvalResult:
                 out[f"{task}.{col}"] = _named(values, names)
                 if col in refs:
                     out[f"{task}.{col}.ref"] = _named(refs[col], names)
+        if self.exemplars:
+            out["exemplars"] = list(self.exemplars)
         return out
 
 
@@ -158,6 +164,17 @@ def _gradients_finite(model: nn.Module, grad_clip: float | None) -> bool:
     else:
         norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     return bool(torch.isfinite(norm))
+
+
+def partner_inputs(batch: Any, device: torch.device | None = None) -> dict[str, Any]:
+    """``{"partners": ...}`` for the model's forward when the batch carries exemplars, else ``{}``.
+
+    Models written without partners keep being called as ``forward(video, batch)``.
+    """
+    if not isinstance(batch, dict) or PARTNERS not in batch:
+        return {}
+    partners = batch[PARTNERS]
+    return {"partners": to_device(partners, device) if device is not None else partners}
 
 
 def _never() -> bool:
@@ -269,7 +286,7 @@ class _EpochRun:
         """Forward pass, loss and gradients; returns the losses and the batch size."""
         video = batch["video"]
         with autocast(self.device, self.precision):
-            outputs = self.forward(video, batch)
+            outputs = self.forward(video, batch, **partner_inputs(batch))
             total, per_task = self.model.loss(outputs, batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
@@ -439,6 +456,7 @@ def evaluate(
     refs: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     keys: list[str] = []
     skipped: list[str] = []
+    exemplars: list[str] = []
     if progress is not None:
         progress.start_bar(description, len(loader))
     for batch in loader:
@@ -449,7 +467,8 @@ def evaluate(
             continue
         video = batch["video"].to(device, non_blocking=True)
         with autocast(device, precision):
-            outputs = forward(video, None)
+            outputs = forward(video, None, **partner_inputs(batch, device))
+        exemplars.extend(";".join(k) for k in partner_keys(batch) or [])
         for task, cols in model.predict(outputs, batch).items():
             for col, values in cols.items():
                 preds[task][col].extend(values)
@@ -467,6 +486,7 @@ def evaluate(
         "preds": {t: dict(c) for t, c in preds.items()},
         "refs": {t: dict(c) for t, c in refs.items()},
         "skipped": skipped,
+        "exemplars": exemplars,
     }
     shards = gather_objects(local, ctx)
     merged = _merge_shards(shards)
@@ -477,6 +497,7 @@ def evaluate(
             f"(first: {', '.join(left_out[:3])})"
         )
     result = EvalResult(merged["keys"], merged["preds"], merged["refs"], skipped=left_out)
+    result.exemplars = merged.get("exemplars") or []
     result.metrics = compute_metrics(model, result.predictions, result.references)
     return result
 
@@ -489,7 +510,10 @@ def _merge_shards(shards: list[dict[str, Any]]) -> dict[str, Any]:
     total = sum(len(s["keys"]) for s in shards)
     if any(s.get("skipped") for s in shards):
         # samples were left out: the shards no longer interleave, so concatenate them
-        merged = {"keys": [k for s in shards for k in s["keys"]]}
+        merged = {
+            "keys": [k for s in shards for k in s["keys"]],
+            "exemplars": [k for s in shards for k in s.get("exemplars", [])],
+        }
         for part in ("preds", "refs"):
             columns = dict.fromkeys(
                 (t, c) for s in shards for t, cols in s[part].items() for c in cols
@@ -507,6 +531,8 @@ def _merge_shards(shards: list[dict[str, Any]]) -> dict[str, Any]:
         return out
 
     merged: dict[str, Any] = {"keys": interleave([s["keys"] for s in shards])}
+    if any(s.get("exemplars") for s in shards):
+        merged["exemplars"] = interleave([s.get("exemplars", []) for s in shards])
     for part in ("preds", "refs"):
         # in first-seen order; a rank with no samples has no columns
         columns = dict.fromkeys((t, c) for s in shards for t, cols in s[part].items() for c in cols)

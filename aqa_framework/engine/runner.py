@@ -176,6 +176,26 @@ class _Controls:
         return D.any_true(self.stop.requested is not None, self.ctx)
 
 
+def fit_heads(model: Any, data: OpenedData) -> None:
+    """Let every head that fits state before training (``TaskHead.fit``) see the training samples.
+
+    Only the training samples' targets are read (the exemplar pool's, with their group
+    values, when the spec has ``data.partners``); nothing is read when no head fits.
+    """
+    from aqa_framework.data.partners import fit_data, sample_targets
+    from aqa_framework.interfaces import TaskHead
+
+    heads = [h for h in model.heads.values() if type(h).fit is not TaskHead.fit]
+    if not heads or data.train is None:
+        return
+    if data.partners is not None:
+        fitted = fit_data(data.partners.rows, data.partners.group_by)
+    else:
+        fitted = fit_data([sample_targets(data.train, i) for i in range(len(data.train))])
+    for head in heads:
+        head.fit(fitted)
+
+
 def _frame_size(dataset: Any) -> list[int] | None:
     """The dataset's video frame size ``[width, height]`` for ``aqa predict``, if it knows it."""
     try:
@@ -480,6 +500,8 @@ class _Run:
                 "started (different classes, score range or vocabulary)"
             )
         state = self._build_state(data)
+        if ckpt is None:
+            fit_heads(state.model, data)
         if ckpt is not None:
             state.restore(ckpt, self.spec.train, self.ctx, self.log)
             repair_best(self.folder, ckpt, state.best, self.ctx)

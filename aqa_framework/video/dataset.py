@@ -309,6 +309,19 @@ class ClipDataset(VideoDataset):
             )
             return skipped_sample(rec.key, str(exc))
 
+    def sample_targets(self, index: int) -> dict[str, Any]:
+        """Key and targets of sample ``index`` from its annotation record (no video decoded)."""
+        rec = self.records[index]
+        out: dict[str, Any] = {"key": rec.key, "scores": dict(rec.scores)}
+        if rec.classes:
+            out["classes"] = dict(rec.classes)
+        if self._targets.arrays:
+            out["arrays"] = {
+                name: torch.as_tensor(rec.arrays[name], dtype=torch.float32)
+                for name in self._targets.arrays
+            }
+        return out
+
     def _sample(self, rec: SampleRecord) -> dict[str, Any]:
         video = self._loader.load(
             rec.key, rec.source, end=rec.end, start=rec.start, train=self.train

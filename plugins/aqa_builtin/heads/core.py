@@ -1,0 +1,317 @@
+"""CoRe: contrastive regression of a score relative to exemplars with a group-aware tree.
+
+Yu et al., "Group-aware Contrastive Regression for Action Quality Assessment" (ICCV 2021).
+Each sample is compared with exemplars of known score (``data.partners``, one while
+training, ``K`` voters when evaluating). The pair vector ``[f_exemplar | f_query |
+s_exemplar / score_range]`` goes through a regression tree: a shared ``Linear + ReLU``, then
+``depth - 1`` binary levels of per-node classifiers whose log-softmax probabilities add up
+to leaf log-probabilities, and one regressor per leaf giving the position of the score
+difference inside that leaf's interval. The ``2 ** (depth - 1)`` intervals are fitted before
+training (:meth:`CoReHead.fit`) at equal-count quantiles of ``|s_i - s_j|`` over pairs of
+training samples of the same group (``data.partners.group_by``), the first edge 0 and the
+last ``score_range``, mirrored for negative differences; they are buffers, saved in every
+checkpoint. Training takes both pair orders: NLL of the true leaf plus the squared error of
+the position at the true leaf. A prediction decodes each exemplar's pair (arg-max leaf,
+``left + (right - left) * position``), adds the exemplar's score and averages over the
+exemplars. With ``difficulty`` (CoRe's ``usingDD``), scores are divided by the difficulty
+target and the prediction is multiplied back by the query's difficulty (a prediction input:
+it is announced before the dive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from aqa_builtin.heads.score import score_metrics
+from aqa_framework.errors import DataError
+from aqa_framework.interfaces import TaskHead
+from aqa_framework.targets import TargetNeed, Targets
+
+MAX_FIT_PAIRS = 4_000_000
+"""Pairs beyond this many (all groups together) are subsampled, deterministically, to fit."""
+
+
+class CoReParams(BaseModel):
+    """Parameters of :class:`CoReHead`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: str | None = Field(
+        None, description="Score target to predict; default: the dataset's only score."
+    )
+    difficulty: str | None = Field(
+        None,
+        description="Scalar open target (kind 'difficulty') to divide scores by (CoRe's "
+        "usingDD); predictions are multiplied back by the sample's own value. null: raw "
+        "scores.",
+    )
+    score_range: float = Field(
+        30.0,
+        gt=0,
+        description="theta: exemplar scores enter the pair vector as score / theta, and the "
+        "outermost interval ends at theta (CoRe: 30 on MTL-AQA with usingDD, 100 on AQA-7 "
+        "scores normalised to 0-100).",
+    )
+    depth: int = Field(5, ge=2, le=8, description="Tree depth: 2 ** (depth - 1) leaves (5: 16).")
+    hidden: int = Field(256, ge=1, description="Width of the shared layer and of each node.")
+
+
+class CoReHead(TaskHead):
+    """CoRe: score relative to exemplars with a group-aware regression tree, voting at test."""
+
+    name: ClassVar[str] = "core"
+    consumes: ClassVar[str] = "video"  # type: ignore[misc]
+    target_kind: ClassVar[str] = "scores"
+    uses_partners: ClassVar[bool] = True
+    metric_directions: ClassVar[Mapping[str, str]] = {  # type: ignore[misc]
+        "spearman": "max",
+        "pearson": "max",
+        "rel_l2": "min",
+        "mse": "min",
+    }
+    Params = CoReParams
+
+    @classmethod
+    def target_needs(cls, params: BaseModel) -> list[TargetNeed]:
+        """A score (by name if given) and, with ``difficulty``, that scalar target."""
+        needs = [TargetNeed("scores", name=params.score, role="the score it predicts")]
+        if params.difficulty is not None:
+            needs.append(
+                TargetNeed(
+                    "difficulty", name=params.difficulty, shape=(), role="divides the scores"
+                )
+            )
+        return needs
+
+    @classmethod
+    def check_targets(cls, params: BaseModel, targets: Targets) -> str | None:
+        """The needs, and one score only when ``score`` is not given."""
+        problem = super().check_targets(params, targets)
+        if problem is None and params.score is None and len(targets.scores) != 1:
+            names = ", ".join(targets.scores)
+            return f"head 'core': the dataset has several scores ({names}); set score"
+        return problem
+
+    @classmethod
+    def prediction_inputs(cls, params: BaseModel) -> list[str]:
+        """The difficulty target with ``difficulty`` (known before the dive is judged)."""
+        return [params.difficulty] if params.difficulty is not None else []
+
+    def __init__(self, params: CoReParams, in_shape: tuple[int, ...], targets: Targets) -> None:
+        super().__init__(params, in_shape, targets)
+        if len(in_shape) != 1:
+            raise ValueError(f"head 'core' needs feature vectors, got features of shape {in_shape}")
+        self.score_name = params.score or next(iter(targets.scores))
+        self.leaves = 2 ** (params.depth - 1)
+        h = params.hidden
+        self.first = nn.Sequential(nn.Linear(2 * in_shape[0] + 1, h), nn.ReLU())
+        levels = range(params.depth - 1)
+        self.splits = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(2**d * h, 2 ** (d + 1) * h, 1, groups=2**d), nn.ReLU())
+            for d in levels
+        )
+        self.classifiers = nn.ModuleList(
+            nn.Conv1d(2**d * h, 2 ** (d + 1), 1, groups=2**d) for d in levels
+        )
+        self.regressor = nn.Conv1d(self.leaves * h, self.leaves, 1, groups=self.leaves)
+        self.register_buffer("edges", torch.full((self.leaves, 2), float("nan")))
+
+    # ------------------------------------------------------------------ groups
+    def _normalised(self, scores: Tensor, difficulty: Tensor | None) -> Tensor:
+        scores = scores.float()
+        if self.params.difficulty is None:
+            return scores
+        if difficulty is None:
+            raise DataError(
+                f"head 'core' divides scores by '{self.params.difficulty}', which the batch "
+                "does not carry"
+            )
+        return scores / difficulty.float().reshape(scores.shape)
+
+    def fit(self, data: Any) -> None:
+        """Fit the leaf intervals on the training samples' score differences.
+
+        Raises:
+            DataError: If fewer than two training samples share a group.
+        """
+        scores = torch.tensor(data.scores[self.score_name], dtype=torch.float64)
+        if self.params.difficulty is not None:
+            diff = torch.tensor(data.arrays[self.params.difficulty], dtype=torch.float64)
+            scores = scores / diff.reshape(scores.shape)
+        groups = data.groups if data.groups is not None else [0] * len(scores)
+        by_group: dict[Any, list[int]] = {}
+        for i, g in enumerate(groups):
+            by_group.setdefault(g, []).append(i)
+        deltas = [
+            (scores[idx][:, None] - scores[idx][None, :]).abs().flatten()
+            for idx in map(torch.tensor, by_group.values())
+            if len(idx) > 1
+        ]
+        if not deltas:
+            raise DataError(
+                "head 'core': no two training samples share a group, so no score difference "
+                "to fit its intervals on"
+            )
+        d = torch.cat(deltas)
+        if d.numel() > MAX_FIT_PAIRS:
+            gen = torch.Generator().manual_seed(0)
+            d = d[torch.randperm(d.numel(), generator=gen)[:MAX_FIT_PAIRS]]
+        self.edges.copy_(self.intervals(d, self.leaves, self.params.score_range))
+
+    @staticmethod
+    def intervals(deltas: Tensor, leaves: int, score_range: float) -> Tensor:
+        """``(leaves, 2)`` intervals: equal-count quantiles of ``|deltas|``, mirrored.
+
+        The positive half starts at 0 and ends at ``score_range``; the negative half is its
+        mirror image.
+        """
+        d = deltas.abs().sort().values
+        n, half = d.numel(), leaves // 2
+        pos = []
+        for i in range(half):
+            left = 0.0 if i == 0 else float(d[int(i / half * (n - 1))])
+            right = score_range if i == half - 1 else float(d[int((i + 1) / half * (n - 1))])
+            pos.append((left, right))
+        neg = [(-r, -left) for left, r in reversed(pos)]
+        return torch.tensor(neg + pos, dtype=torch.float32)
+
+    def _checked_edges(self) -> Tensor:
+        if not bool(torch.isfinite(self.edges).all()):
+            raise DataError(
+                "head 'core' has no fitted intervals: they are fitted on the training samples "
+                "when a run starts, and loaded from its checkpoints"
+            )
+        return self.edges
+
+    def labels(self, delta: Tensor) -> tuple[Tensor, Tensor]:
+        """Leaf index and position inside the leaf of score differences (any shape).
+
+        Positive differences fall in ``[left, right)``, negative ones in ``(left, right]``;
+        differences beyond the outermost edges go to the outermost leaves.
+        """
+        edges = self._checked_edges().to(delta.device)
+        left, right = edges[:, 0], edges[:, 1]
+        x = delta.float().unsqueeze(-1)
+        inside = torch.where(x >= 0, (x >= left) & (x < right), (x > left) & (x <= right))
+        nearest = torch.where(delta >= 0, self.leaves - 1, 0)
+        leaf = torch.where(inside.any(-1), inside.float().argmax(-1), nearest)
+        lo, hi = left[leaf], right[leaf]
+        width = hi - lo
+        pos = torch.where(width > 0, (delta.float() - lo) / width.clamp_min(1e-12), delta - lo)
+        return leaf, pos
+
+    def decode(self, leaf_logp: Tensor, offset: Tensor) -> Tensor:
+        """Score differences of the arg-max leaves: ``left + (right - left) * position``."""
+        edges = self._checked_edges().to(offset.device)
+        leaf = leaf_logp.argmax(-1)
+        lo, hi = edges[leaf, 0], edges[leaf, 1]
+        pos = offset.gather(-1, leaf.unsqueeze(-1)).squeeze(-1)
+        return torch.where(hi > lo, lo + (hi - lo) * pos, lo + pos)
+
+    # ------------------------------------------------------------------ tree
+    def tree(self, pairs: Tensor) -> tuple[Tensor, Tensor]:
+        """Leaf log-probabilities and per-leaf positions ``(M, leaves)`` of pair vectors."""
+        x = self.first(pairs).unsqueeze(-1)
+        m = x.shape[0]
+        logp = None
+        for split, classify in zip(self.splits, self.classifiers, strict=True):
+            step = F.log_softmax(classify(x).reshape(m, -1, 2), dim=-1)
+            logp = step if logp is None else logp.reshape(m, -1, 1) + step
+            x = split(x)
+        assert logp is not None
+        return logp.reshape(m, -1), self.regressor(x).squeeze(-1)
+
+    def _pairs(self, first: Tensor, second: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
+        """Tree outputs ``(B, K, leaves)`` of ``[first | second | score / theta]``."""
+        vec = torch.cat([first, second, (score / self.params.score_range).unsqueeze(-1)], -1)
+        logp, off = self.tree(vec.flatten(0, 1).float())
+        shape = (*vec.shape[:2], self.leaves)
+        return logp.reshape(shape), off.reshape(shape)
+
+    def forward(
+        self,
+        features: Tensor,
+        batch: Mapping[str, Any] | None = None,
+        partners: Mapping[str, Any] | None = None,
+    ) -> dict:
+        """Tree outputs of every (exemplar, sample) pair, and of the reverse pairs in training.
+
+        Returns:
+            ``leaf_logp`` and ``offset`` ``(B, K, leaves)``, ``base`` (the exemplars'
+            normalised scores ``(B, K)``); with a batch also ``rev_leaf_logp`` and
+            ``rev_offset`` of the pairs (sample, exemplar).
+
+        Raises:
+            DataError: Without exemplars, or without their targets.
+        """
+        if partners is None or "features" not in partners:
+            raise DataError("head 'core' needs exemplars: set data.partners in the spec")
+        theirs = partners["features"]
+        arrays = partners.get("arrays") or {}
+        name = self.params.difficulty
+        base = self._normalised(
+            partners["scores"][self.score_name], arrays.get(name) if name else None
+        )
+        query = features.unsqueeze(1).expand_as(theirs)
+        logp, off = self._pairs(theirs, query, base)
+        out = {"leaf_logp": logp, "offset": off, "base": base}
+        if batch is not None and "scores" in batch:
+            own = self._own(batch).unsqueeze(1).expand_as(base)
+            out["rev_leaf_logp"], out["rev_offset"] = self._pairs(query, theirs, own)
+        return out
+
+    def _own(self, batch: Mapping[str, Any]) -> Tensor:
+        name = self.params.difficulty
+        arrays = batch.get("arrays") or {}
+        return self._normalised(
+            batch["scores"][self.score_name], arrays.get(name) if name else None
+        )
+
+    def _pair_loss(self, logp: Tensor, offset: Tensor, delta: Tensor) -> Tensor:
+        leaf, pos = self.labels(delta)
+        nll = F.nll_loss(logp.flatten(0, 1), leaf.flatten())
+        at_leaf = offset.gather(-1, leaf.unsqueeze(-1)).squeeze(-1)
+        return nll + F.mse_loss(at_leaf.float(), pos.float())
+
+    def loss(self, outputs: dict, batch: Mapping[str, Any]) -> Tensor:
+        """NLL of the true leaf plus squared position error at it, for both pair orders."""
+        own = self._own(batch).unsqueeze(1).to(outputs["base"].device)
+        delta = own - outputs["base"]
+        loss = self._pair_loss(outputs["leaf_logp"], outputs["offset"], delta)
+        if "rev_leaf_logp" in outputs:
+            loss = loss + self._pair_loss(outputs["rev_leaf_logp"], outputs["rev_offset"], -delta)
+        return loss
+
+    def predict(self, outputs: dict, inputs: Mapping[str, Any] | None = None) -> dict[str, list]:
+        """The mean over the exemplars of ``exemplar score + decoded difference`` (x difficulty).
+
+        Raises:
+            DataError: With ``difficulty`` and no such input (a bare video).
+        """
+        votes = outputs["base"] + self.decode(outputs["leaf_logp"], outputs["offset"])
+        score = votes.float().mean(1)
+        name = self.params.difficulty
+        if name is not None:
+            value = ((inputs or {}).get("arrays") or {}).get(name)
+            if value is None:
+                raise DataError(
+                    f"head 'core' multiplies its prediction by the sample's '{name}', which "
+                    "is not known here (a bare video has no targets)"
+                )
+            score = score * value.to(score.device).float().reshape(score.shape)
+        return {self.score_name: score.tolist()}
+
+    def references(self, batch: Mapping[str, Any]) -> dict[str, list]:
+        """The true score in points."""
+        return {self.score_name: batch["scores"][self.score_name].float().tolist()}
+
+    def metrics(self, predictions: dict[str, list], references: dict[str, list]) -> dict:
+        """Spearman, Pearson, relative L2 (over the evaluated scores' range) and MSE."""
+        name = self.score_name
+        return score_metrics(predictions[name], references[name])

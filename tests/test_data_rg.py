@@ -60,7 +60,8 @@ def test_scores_and_ranges_match_stats(rg_root, stats):
     # every row: total = D + E - penalty (to the cent the values are rounded to)
     for rec in train.records + test.records:
         s = rec.scores
-        assert s["total"] == pytest.approx(s["difficulty"] + s["execution"] - s["penalty"], abs=0.011)
+        expected = s["difficulty"] + s["execution"] - s["penalty"]
+        assert s["total"] == pytest.approx(expected, abs=0.011)
     assert not set(train.keys) & set(test.keys)
     first = train.records[0]
     assert first.key == "Ball_001" and first.scores["total"] == 18.8

@@ -28,7 +28,8 @@ def test_gdlt_head_contract_and_defaults(one_intra_op_thread):
     params = GDLTHead.parse_params({})
     # the published settings
     assert (params.score_scale, params.queries, params.dim, params.in_hidden) == (25.0, 4, 256, 512)
-    assert (params.encoder_layers, params.decoder_layers, params.heads, params.ffn) == (1, 2, 1, 768)
+    layers = (params.encoder_layers, params.decoder_layers)
+    assert layers == (1, 2) and (params.heads, params.ffn) == (1, 768)
     assert params.dropout == 0.3 and params.triplet_weight == 1.0 and params.triplet_margin == 1.0
 
 

@@ -11,6 +11,7 @@ from aqa_framework import __version__
 from aqa_framework.cli import (
     data_cmd,
     eval_cmd,
+    features_cmd,
     plugins_cmd,
     probe_cmd,
     run_cmd,
@@ -50,6 +51,7 @@ def _root(
 app.add_typer(plugins_cmd.app, name="plugins")
 app.add_typer(spec_cmd.app, name="spec")
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(features_cmd.app, name="features")
 app.command("validate")(spec_cmd.validate)
 for _name, _fn in {**run_cmd.COMMANDS, **eval_cmd.COMMANDS}.items():
     app.command(_name)(_fn)

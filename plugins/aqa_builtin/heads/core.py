@@ -21,7 +21,7 @@ it is announced before the dive).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -51,12 +51,12 @@ class CoReParams(BaseModel):
         "usingDD); predictions are multiplied back by the sample's own value. null: raw "
         "scores.",
     )
-    score_range: float = Field(
+    score_range: float | Literal["target"] = Field(
         30.0,
-        gt=0,
         description="theta: exemplar scores enter the pair vector as score / theta, and the "
         "outermost interval ends at theta (CoRe: 30 on MTL-AQA with usingDD, 100 on AQA-7 "
-        "scores normalised to 0-100).",
+        "scores normalised to 0-100). 'target': the width high - low of the score target's "
+        "declared range (on raw AQA-7 scores the same as 100 on normalised ones).",
     )
     depth: int = Field(5, ge=2, le=8, description="Tree depth: 2 ** (depth - 1) leaves (5: 16).")
     hidden: int = Field(256, ge=1, description="Width of the shared layer and of each node.")
@@ -108,6 +108,13 @@ class CoReHead(TaskHead):
         if len(in_shape) != 1:
             raise ValueError(f"head 'core' needs feature vectors, got features of shape {in_shape}")
         self.score_name = params.score or next(iter(targets.scores))
+        if params.score_range == "target":
+            target = targets.scores[self.score_name]
+            self.theta = float(target.high - target.low)
+        else:
+            if not params.score_range > 0:
+                raise ValueError("head 'core': score_range must be > 0")
+            self.theta = float(params.score_range)
         self.leaves = 2 ** (params.depth - 1)
         h = params.hidden
         self.first = nn.Sequential(nn.Linear(2 * in_shape[0] + 1, h), nn.ReLU())
@@ -148,8 +155,10 @@ class CoReHead(TaskHead):
         by_group: dict[Any, list[int]] = {}
         for i, g in enumerate(groups):
             by_group.setdefault(g, []).append(i)
-        deltas = [
-            (scores[idx][:, None] - scores[idx][None, :]).abs().flatten()
+        deltas = [  # every ordered pair of two different samples of one group
+            (scores[idx][:, None] - scores[idx][None, :]).abs()[
+                ~torch.eye(len(idx), dtype=torch.bool)
+            ]
             for idx in map(torch.tensor, by_group.values())
             if len(idx) > 1
         ]
@@ -162,7 +171,7 @@ class CoReHead(TaskHead):
         if d.numel() > MAX_FIT_PAIRS:
             gen = torch.Generator().manual_seed(0)
             d = d[torch.randperm(d.numel(), generator=gen)[:MAX_FIT_PAIRS]]
-        self.edges.copy_(self.intervals(d, self.leaves, self.params.score_range))
+        self.edges.copy_(self.intervals(d, self.leaves, self.theta))
 
     @staticmethod
     def intervals(deltas: Tensor, leaves: int, score_range: float) -> Tensor:
@@ -229,7 +238,7 @@ class CoReHead(TaskHead):
 
     def _pairs(self, first: Tensor, second: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
         """Tree outputs ``(B, K, leaves)`` of ``[first | second | score / theta]``."""
-        vec = torch.cat([first, second, (score / self.params.score_range).unsqueeze(-1)], -1)
+        vec = torch.cat([first, second, (score / self.theta).unsqueeze(-1)], -1)
         logp, off = self.tree(vec.flatten(0, 1).float())
         shape = (*vec.shape[:2], self.leaves)
         return logp.reshape(shape), off.reshape(shape)

@@ -22,6 +22,7 @@ RELEASE_ROOTS = {
     "data/core-mtl-aqa": "core-mtl-aqa",
     "data/aqa-7": "aqa-7",
     "data/jigsaws/info": "jigsaws",
+    "data/rhythmic-gymnastics": "rhythmic-gymnastics",
 }
 
 
@@ -144,7 +145,9 @@ def test_example_builds_where_its_data_is_available(path, tmp_path):
             f"data.params.root={tmp_path / 'synthetic'}",
             "data.params.trials_per_task=12",
         ]
-    elif dataset in {"mtl-aqa", "aqa-7", "jigsaws"}:
+    elif dataset == "synthetic-routines":
+        overrides += [f"data.params.root={tmp_path / 'synthetic'}", "data.params.routines=16"]
+    elif dataset in {"mtl-aqa", "aqa-7", "jigsaws", "rhythmic-gymnastics"}:
         pytest.fail(f"{_rel(path)}: root {spec_root!r} is not mapped to ../shared/data here")
     resolved = load(path, overrides, registry=registry, label=_rel(path))
     # the release copies hold annotations only: no video to check the samples against

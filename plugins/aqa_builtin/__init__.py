@@ -15,6 +15,7 @@ def register_backbones(register: Register) -> None:
     """Register the built-in backbones."""
     from aqa_builtin.backbones.c3d import C3DBackbone
     from aqa_builtin.backbones.i3d import I3DBackbone
+    from aqa_builtin.backbones.identity import IdentityBackbone
     from aqa_builtin.backbones.mscadc import MSCADCBackbone
     from aqa_builtin.backbones.timm_frames import TimmFramesBackbone
     from aqa_builtin.backbones.torchvision_video import TorchvisionVideoBackbone
@@ -24,16 +25,23 @@ def register_backbones(register: Register) -> None:
     register(TimmFramesBackbone)
     register(I3DBackbone)
     register(TorchvisionVideoBackbone)
+    register(IdentityBackbone)
 
 
 @hookimpl
 def register_aggregators(register: Register) -> None:
     """Register the built-in aggregators."""
-    from aqa_builtin.aggregators import AverageAggregator, IdentityAggregator, LSTMAggregator
+    from aqa_builtin.aggregators import (
+        AverageAggregator,
+        IdentityAggregator,
+        LSTMAggregator,
+        TransformerAggregator,
+    )
 
     register(AverageAggregator)
     register(LSTMAggregator)
     register(IdentityAggregator)
+    register(TransformerAggregator)
 
 
 @hookimpl
@@ -41,7 +49,9 @@ def register_heads(register: Register) -> None:
     """Register the built-in heads."""
     from aqa_builtin.heads.caption import CaptionHead
     from aqa_builtin.heads.classification import ClassificationHead
+    from aqa_builtin.heads.core import CoReHead
     from aqa_builtin.heads.distribution import MUSDLHead, USDLHead
+    from aqa_builtin.heads.gdlt import GDLTHead
     from aqa_builtin.heads.score import ScoreHead
 
     register(ScoreHead)
@@ -49,22 +59,30 @@ def register_heads(register: Register) -> None:
     register(CaptionHead)
     register(USDLHead)
     register(MUSDLHead)
+    register(GDLTHead)
+    register(CoReHead)
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
     """Register the built-in datasets."""
     from aqa_builtin.datasets.aqa7 import AQA7Dataset
+    from aqa_builtin.datasets.features import FeaturesDataset
     from aqa_builtin.datasets.jigsaws import JIGSAWSDataset
     from aqa_builtin.datasets.mtl_aqa import MTLAQADataset
+    from aqa_builtin.datasets.rhythmic_gymnastics import RhythmicGymnasticsDataset
     from aqa_builtin.datasets.synthetic import SyntheticDivingDataset
     from aqa_builtin.datasets.synthetic_jigsaws import SyntheticJIGSAWSDataset
+    from aqa_builtin.datasets.synthetic_routines import SyntheticRoutinesDataset
 
     register(MTLAQADataset)
     register(AQA7Dataset)
     register(SyntheticDivingDataset)
     register(JIGSAWSDataset)
     register(SyntheticJIGSAWSDataset)
+    register(FeaturesDataset)
+    register(RhythmicGymnasticsDataset)
+    register(SyntheticRoutinesDataset)
 
 
 @hookimpl

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from aqa_framework.cli.options import SetOption, SpecArg
+
+if TYPE_CHECKING:
+    from aqa_framework.experiments.shards import Shard
 
 app = typer.Typer(help="Prepare datasets (synthetic data, frame caches).", no_args_is_help=True)
 
@@ -207,24 +210,37 @@ def cache(
             show_default=False,
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Cache only shard i of n (i/n, numbered 0 to n-1): n processes or nodes fill "
+            "one cache without overlap.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Fill the decoded-frame cache (data.params.cache_dir) of a spec's dataset ahead of training.
 
     Every frame a training window can reach (jitter included) is decoded once and stored, so
     no epoch decodes video afterwards. Entries are written atomically, so an interrupted fill
-    keeps what it finished and a second run only decodes the rest.
+    keeps what it finished and a second run only decodes the rest. With --shard i/n, shard i
+    takes samples i, i+n, ... of each split; the cache's manifest.json records, per dataset
+    and split, which shards are done and whether the split is complete.
     """
     from rich.progress import track
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Subset
 
     from aqa_framework.cli.console import err, out
     from aqa_framework.data.open import open_data
     from aqa_framework.engine.loaders import MAX_AUTO_WORKERS
     from aqa_framework.env import usable_cores
     from aqa_framework.errors import AQAError
+    from aqa_framework.experiments.shards import parse_shard
     from aqa_framework.resolve import load
     from aqa_framework.video.cache import FrameCache
 
+    part = parse_shard(shard)
     resolved = load(spec, set_ or [])
     cache_dir = resolved.dataset.cls.frame_cache_dir(resolved.dataset.params)
     if not cache_dir:
@@ -235,14 +251,19 @@ def cache(
     if workers is None:
         workers = min(MAX_AUTO_WORKERS, usable_cores())
     for name in split or list(resolved.dataset.cls.splits):
-        dataset = open_data(resolved, training=False, split=name).test
+        full = open_data(resolved, training=False, split=name).test
+        dataset = Subset(full, part.select(range(len(full))))
+        job = _cache_job(resolved, name)
+        _record_cache_shard(cache_dir, job, part, "running", len(dataset), len(full))
         # one sample per item, nothing collated: the workers only decode and write the cache
         loader = DataLoader(
             dataset, batch_size=None, num_workers=min(workers, len(dataset)), collate_fn=_keep_key
         )
         for _ in track(loader, total=len(dataset), description=f"{name}:", console=err):
             pass
-        out.print(f"{name}: {len(dataset)} samples cached")
+        complete = _record_cache_shard(cache_dir, job, part, "done", len(dataset), len(full))
+        which = "" if part.count == 1 else f" (shard {part.label}; split complete: {complete})"
+        out.print(f"{name}: {len(dataset)} samples cached{which}")
     size = FrameCache(cache_dir).size_bytes() / 2**20
     out.print(f"Frame cache {cache_dir}: {size:.1f} MiB")
 
@@ -250,3 +271,41 @@ def cache(
 def _keep_key(sample: dict) -> str:
     """What a cache-filling worker sends back: the key only, not the decoded clips."""
     return sample["key"]
+
+
+def _cache_job(resolved: Any, split: str) -> dict[str, Any]:
+    """What a cache fill covers: the dataset, its params and the split."""
+    dataset = resolved.dataset
+    return {
+        "dataset": dataset.name,
+        "params": dataset.params.model_dump(mode="json"),
+        "split": split,
+    }
+
+
+def _record_cache_shard(
+    cache_dir: str, job: dict[str, Any], part: Shard, status: str, samples: int, total: int
+) -> bool:
+    """Record a shard's status in ``<cache_dir>/manifest.json``; return whether the job is done.
+
+    Jobs are keyed by a hash of the dataset, its params and the split; a job is complete when
+    every shard of its latest shard count is done.
+    """
+    from aqa_framework.experiments.shards import locked_json_update, shard_entry
+    from aqa_framework.video.cache import settings_hash
+
+    key = settings_hash(**job)
+
+    def update(doc: dict[str, Any]) -> bool:
+        entry = doc.setdefault("jobs", {}).setdefault(key, {**job, "shards": {}})
+        count = part.count
+        if entry.get("shard_count") != count:
+            entry["shards"] = {}
+        entry["shard_count"] = count
+        entry["samples"] = total
+        entry["shards"][str(part.index)] = shard_entry(status, samples=samples)
+        done = sum(1 for s in entry["shards"].values() if s["status"] == "done")
+        entry["complete"] = done == count
+        return bool(entry["complete"])
+
+    return locked_json_update(Path(cache_dir) / "manifest.json", update)

@@ -72,12 +72,19 @@ def extract(
     batch_clips: Annotated[int, typer.Option("--batch-clips", min=1,
                                              help="Clips per backbone call.")] = 32,
     device: Annotated[str, typer.Option("--device", help="'auto', 'cpu' or 'cuda[:N]'.")] = "auto",
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", help="Extract only shard i of n (i/n, numbered 0 to n-1), so n "
+                     "processes fill one --out folder without overlap.", show_default=False),
+    ] = None,
 ) -> None:
     """Run a backbone over every video in sliding clips; write <key>.npy (clips x features).
 
     The folder's manifest.json records the backbone, its params, the weight file's SHA-256,
     clip length and stride, and each video's status; running again skips finished videos.
-    Each --param NAME=VALUE sets a backbone param.
+    Each --param NAME=VALUE sets a backbone param. With --shard i/n, n processes (or nodes
+    sharing the folder) split the videos; the manifest records each shard and sets
+    "complete" once every video is done.
     """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -86,8 +93,10 @@ def extract(
     from aqa_framework.cli.console import out as console
     from aqa_framework.data.feature_files import sha256_file
     from aqa_framework.experiments.extract import ExtractSettings, extract_clip_features
+    from aqa_framework.experiments.shards import parse_shard
     from aqa_framework.registry import get_registry
 
+    part = parse_shard(shard)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     cls = get_registry().get("backbone", backbone)
@@ -117,10 +126,12 @@ def extract(
         task = bar.add_task(f"{backbone} features", total=total, key="")
         summary = extract_clip_features(
             model, datasets, out, settings, batch_clips=batch_clips, device=device,
-            progress=lambda key, done, _n: bar.update(task, completed=done, key=key),
+            progress=lambda key, done, n: bar.update(task, completed=done, total=n, key=key),
+            shard=part,
         )
+    where = f"{out}" if part.count == 1 else f"{out} (shard {part.label})"
     console.print(
-        f"{out}: {len(summary.written)} written, {len(summary.skipped)} already done, "
+        f"{where}: {len(summary.written)} written, {len(summary.skipped)} already done, "
         f"{len(summary.failed)} failed; {summary.feature_dim} features per clip"
     )
     for key, why in list(summary.failed.items())[:5]:

@@ -12,6 +12,11 @@ backbone, its params, the weight file's SHA-256, clip length, stride, the featur
 per video, its status, clips and the SHA-256 of its file. A second run with the same settings
 skips the videos whose file is in the manifest with that hash (resumable); other settings are
 refused rather than mixed in one folder. The ``features`` dataset reads the folder.
+
+With a :class:`~aqa_framework.experiments.shards.Shard` (``--shard i/n``), ``n`` processes
+fill one folder without overlap: shard ``i`` takes the videos at positions ``i, i + n, ...`` of
+the ordered list of keys. The manifest is updated under a file lock, records each shard under
+``shards`` (``running`` or ``done``) and sets ``complete`` once every video of the job is done.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import numpy as np
 
 from aqa_framework.data.feature_files import MANIFEST, read_manifest, sha256_file
 from aqa_framework.errors import AQAError, DataError
-from aqa_framework.files import atomic_file, write_json_atomic
+from aqa_framework.experiments.shards import Shard, locked_json_update, shard_entry
+from aqa_framework.files import atomic_file
 
 __all__ = ["ExtractSettings", "ExtractSummary", "clip_starts", "extract_clip_features"]
 
@@ -115,6 +121,10 @@ def _check_manifest(folder: Path, settings: ExtractSettings) -> dict[str, Any]:
                 f"{folder} holds feature files but no {MANIFEST}; choose another --out folder"
             )
         return {**wanted, "feature_dim": None, "videos": {}}
+    return _matching(folder, doc, wanted)
+
+
+def _matching(folder: Path, doc: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
     found = {k: doc.get(k) for k in wanted}
     if found != wanted:
         diff = ", ".join(f"{k}: {found[k]!r} (now {wanted[k]!r})" for k in wanted
@@ -170,6 +180,7 @@ def extract_clip_features(
     batch_clips: int = 32,
     device: str = "cpu",
     progress: Callable[[str, int, int], None] | None = None,
+    shard: Shard | None = None,
 ) -> ExtractSummary:
     """Write one feature file per video of the given splits, and the manifest.
 
@@ -181,7 +192,8 @@ def extract_clip_features(
         settings: What makes the features; must match an existing manifest.
         batch_clips: Clips per backbone call.
         device: Where the backbone runs.
-        progress: Called as ``progress(key, done, total)`` after each video.
+        progress: Called as ``progress(key, done, total)`` after each video of this shard.
+        shard: The part of the videos this process extracts (default: all of them).
 
     Returns:
         What was written, skipped and could not be read.
@@ -189,6 +201,7 @@ def extract_clip_features(
     Raises:
         AQAError: If the folder holds features made with other settings.
     """
+    shard = shard or Shard()
     folder = Path(out)
     doc = _check_manifest(folder, settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -197,30 +210,79 @@ def extract_clip_features(
     for split, dataset in datasets.items():
         loader = type(dataset).clip_loader(dataset.params)
         todo += [(split, loader, rec) for rec in dataset.records]
+    order = list(dict.fromkeys(rec.key for _s, _l, rec in todo))
+    position = {key: i for i, key in enumerate(order)}
+    mine = [t for t in todo if shard.owns(position[t[2].key])]
+    _record(folder, settings, lambda d: d.setdefault("shards", {}).__setitem__(
+        shard.label, shard_entry("running", videos=len(mine))))
     summary = ExtractSummary(folder, [], [], {}, doc.get("feature_dim"))
-    for done, (split, loader, rec) in enumerate(todo, start=1):
+    for done, (split, loader, rec) in enumerate(mine, start=1):
         if "/" in rec.key or "\\" in rec.key:
             raise DataError(f"sample key {rec.key!r} cannot be a file name")
-        videos = doc["videos"]
-        if _done(folder, videos.get(rec.key)):
+        if _done(folder, doc["videos"].get(rec.key)):
             summary.skipped.append(rec.key)
         else:
-            try:
-                feats = _video_features(backbone, loader, rec.source, settings, batch_clips,
-                                        device)
-            except DataError as exc:
-                summary.failed[rec.key] = str(exc)
-                videos[rec.key] = {"status": "failed", "split": split, "error": str(exc)}
-            else:
-                name = f"{rec.key}.npy"
-                with atomic_file(folder / name, "wb") as f:
-                    np.save(f, feats)
-                doc["feature_dim"] = summary.feature_dim = int(feats.shape[1])
-                videos[rec.key] = {"status": "done", "split": split, "file": name,
-                                   "clips": int(feats.shape[0]),
-                                   "sha256": sha256_file(folder / name)}
+            entry = _extract_one(backbone, loader, rec, settings, folder,
+                                 batch_clips=batch_clips, device=device)
+            entry["split"] = split
+            if entry["status"] == "done":
                 summary.written.append(rec.key)
-            write_json_atomic(folder / MANIFEST, doc)
+                summary.feature_dim = entry["dim"]
+            else:
+                summary.failed[rec.key] = entry["error"]
+            _record(folder, settings, _set_video(rec.key, entry))
         if progress is not None:
-            progress(rec.key, done, len(todo))
+            progress(rec.key, done, len(mine))
+
+    def finish(d: dict[str, Any]) -> None:
+        d.setdefault("shards", {})[shard.label] = shard_entry(
+            "done", videos=len(mine), written=len(summary.written),
+            skipped=len(summary.skipped), failed=len(summary.failed))
+        videos = d.get("videos", {})
+        d["expected_videos"] = len(order)
+        d["complete"] = all((videos.get(k) or {}).get("status") == "done" for k in order)
+
+    _record(folder, settings, finish)
     return summary
+
+
+def _record(folder: Path, settings: ExtractSettings, change: Callable[[dict], Any]) -> None:
+    """Change the manifest under its lock (re-read first: other shards write it too)."""
+    wanted = settings.as_dict()
+
+    def update(doc: dict[str, Any]) -> None:
+        if not doc:
+            doc.update({**wanted, "feature_dim": None, "videos": {}})
+        _matching(folder, doc, wanted)
+        change(doc)
+
+    locked_json_update(folder / MANIFEST, update)
+
+
+def _extract_one(
+    backbone: Any, loader: Any, rec: Any, settings: ExtractSettings, folder: Path, *,
+    batch_clips: int, device: str,
+) -> dict[str, Any]:
+    """Extract one video and write its file; return its manifest entry."""
+    try:
+        feats = _video_features(backbone, loader, rec.source, settings, batch_clips, device)
+    except DataError as exc:
+        return {"status": "failed", "error": str(exc)}
+    name = f"{rec.key}.npy"
+    with atomic_file(folder / name, "wb") as f:
+        np.save(f, feats)
+    return {"status": "done", "file": name, "clips": int(feats.shape[0]),
+            "sha256": sha256_file(folder / name), "dim": int(feats.shape[1])}
+
+
+def _set_video(key: str, entry: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A manifest change: the video's entry (and the feature size from a done one)."""
+    entry = dict(entry)
+    dim = entry.pop("dim", None)
+
+    def change(doc: dict[str, Any]) -> None:
+        doc.setdefault("videos", {})[key] = dict(entry)
+        if dim is not None:
+            doc["feature_dim"] = dim
+
+    return change

@@ -52,6 +52,21 @@ def test_gdlt_score_is_grade_weighted_and_scaled():
     assert float(head.loss(out, batch)) == pytest.approx(0.0, abs=1e-10)
 
 
+def test_gdlt_transformer_weights_start_xavier_uniform():
+    """As nn.Transformer (and GDLT's copy of it): every weight matrix xavier-uniform."""
+    from aqa_builtin.heads.gdlt import GDLTHead
+
+    torch.manual_seed(0)
+    head = GDLTHead(GDLTHead.parse_params({"in_hidden": 8, "dim": 16, "ffn": 48}), (6,),
+                    _targets("total"))
+    for linear in (head.encoder.layers[0].linear1, head.decoder.layers[1].linear2):
+        fan_out, fan_in = linear.weight.shape
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        largest = float(linear.weight.detach().abs().max())
+        # nn.Linear's own initialisation stays below 1 / sqrt(fan_in) (0.25 or 0.144 here)
+        assert 1.0 / fan_in**0.5 < largest <= bound
+
+
 def test_gdlt_needs_a_named_score_when_several():
     from aqa_builtin.heads.gdlt import GDLTHead
 
@@ -89,10 +104,25 @@ def test_hardest_triplet_loss():
 
     labels = torch.tensor([0, 0, 1, 1])
     apart = torch.tensor([[0.0, 0.0], [0.0, 0.1], [10.0, 0.0], [10.0, 0.1]])
-    assert float(hardest_triplet_loss(apart, labels, 1.0)) == pytest.approx(0.0)
+    assert float(hardest_triplet_loss(apart, labels, 1.0, "euclidean")) == pytest.approx(0.0)
     mixed = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.5, 0.0], [3.5, 0.0]])
     # anchor 0: hardest positive 3.0, hardest negative 0.5 -> 3.5
-    assert float(hardest_triplet_loss(mixed, labels, 1.0)) > 1.0
+    assert float(hardest_triplet_loss(mixed, labels, 1.0, "euclidean")) > 1.0
+
+
+def test_hardest_triplet_loss_is_on_cosine_distances_by_default():
+    """GDLT's code measures 1 - cosine similarity: only directions count, not lengths."""
+    from aqa_builtin.heads.gdlt import GDLTParams, hardest_triplet_loss
+
+    labels = torch.tensor([0, 0, 1, 1])
+    # same directions within a label, opposite across: cosine distances 0 and 2
+    opposite = torch.tensor([[1.0, 0.0], [5.0, 0.0], [-1.0, 0.0], [-9.0, 0.0]])
+    assert float(hardest_triplet_loss(opposite, labels, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(hardest_triplet_loss(opposite, labels, 1.0, "euclidean")) > 0.0
+    # orthogonal grades: d(a, n) = 1, d(a, p) = 0 -> relu(0 - 1 + 1.5) = 0.5 for every anchor
+    square = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    assert float(hardest_triplet_loss(square, labels, 1.5)) == pytest.approx(0.5, abs=1e-6)
+    assert GDLTParams().triplet_distance == "cosine"
 
 
 def test_transformer_aggregator_contract_and_mask():

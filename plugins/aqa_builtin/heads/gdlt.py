@@ -7,13 +7,14 @@ layer of which only the diagonal is read (query ``i`` -> response ``i``), then a
 responses, normalised to sum 1, weight the grade values ``linspace(0, 1, queries)``, giving a
 score in ``[0, 1]``: the true score divided by ``score_scale`` (25 for rhythmic gymnastics).
 Loss: MSE on that score plus ``triplet_weight`` x a batch-hard triplet loss (margin
-``triplet_margin``) that keeps the decoded query embeddings of different grades apart.
+``triplet_margin``, on cosine distances as the published code) that keeps the decoded query
+embeddings of different grades apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,11 @@ class GDLTParams(BaseModel):
         1.0, ge=0, description="Weight of the triplet loss on the query embeddings (0: none)."
     )
     triplet_margin: float = Field(1.0, gt=0, description="Margin of the triplet loss.")
+    triplet_distance: Literal["cosine", "euclidean"] = Field(
+        "cosine",
+        description="Distance between query embeddings in the triplet loss: 'cosine' (1 - "
+        "cosine similarity, in [0, 2]; the published code) or 'euclidean'.",
+    )
     mask_padding: bool = Field(
         True,
         description="Leave the zero padding of short training windows (the dataset's "
@@ -74,20 +80,30 @@ class GDLTParams(BaseModel):
     rel_l2_range: RelL2Range = Field("evaluated", description=REL_L2_RANGE_HELP)
 
 
-def hardest_triplet_loss(embeddings: Tensor, labels: Tensor, margin: float) -> Tensor:
+def hardest_triplet_loss(
+    embeddings: Tensor,
+    labels: Tensor,
+    margin: float,
+    distance: Literal["cosine", "euclidean"] = "cosine",
+) -> Tensor:
     """Batch-hard triplet loss: for each anchor its farthest positive and nearest negative.
 
     Args:
         embeddings: ``(M, E)``.
         labels: ``(M,)`` integer labels.
         margin: Required gap between the two distances.
+        distance: ``cosine`` (``1 - cos``, GDLT's code) or ``euclidean``.
 
     Returns:
         Mean of ``relu(d(anchor, hardest positive) - d(anchor, hardest negative) + margin)``
         over the anchors that have a negative.
     """
-    diff = embeddings.unsqueeze(1) - embeddings.unsqueeze(0)
-    dist = (diff.pow(2).sum(-1) + 1e-12).sqrt()
+    if distance == "cosine":
+        unit = F.normalize(embeddings, dim=-1)
+        dist = 1.0 - unit @ unit.T
+    else:
+        diff = embeddings.unsqueeze(1) - embeddings.unsqueeze(0)
+        dist = (diff.pow(2).sum(-1) + 1e-12).sqrt()
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
     positive = (dist * same.to(dist.dtype)).max(dim=1).values
     negative = dist.masked_fill(same, float("inf")).min(dim=1).values
@@ -166,6 +182,9 @@ class GDLTHead(TaskHead):
         self.register_buffer(
             "grades", torch.linspace(0.0, 1.0, params.queries), persistent=False
         )
+        for p in [*self.encoder.parameters(), *self.decoder.parameters()]:
+            if p.dim() > 1:  # nn.Transformer's (and GDLT's) initialisation
+                nn.init.xavier_uniform_(p)
 
     def forward(self, features: Tensor, batch: Mapping[str, Any] | None = None) -> dict:
         """``score`` ``(B,)`` in ``[0, 1]``, ``queries`` ``(B, Q, dim)``, ``weights`` ``(B, Q)``.
@@ -196,7 +215,9 @@ class GDLTHead(TaskHead):
         if self.params.triplet_weight > 0:
             q = outputs["queries"].float()
             labels = torch.arange(q.shape[1], device=q.device).repeat(q.shape[0])
-            triplet = hardest_triplet_loss(q.flatten(0, 1), labels, self.params.triplet_margin)
+            triplet = hardest_triplet_loss(
+                q.flatten(0, 1), labels, self.params.triplet_margin, self.params.triplet_distance
+            )
             loss = loss + self.params.triplet_weight * triplet
         return loss
 

@@ -9,7 +9,8 @@ CIDEr) through ``pycocoevalcap``. Conventions:
 * :func:`relative_l2` follows the AQA literature (CoRe, MUSDL, TPT): the mean over samples of
   ``((pred - true) / (high - low)) ** 2``, times 100, where ``high`` and ``low`` are the highest
   and lowest true scores of the evaluated samples, unless a fixed range is given.
-* Accuracies are fractions in ``[0, 1]``.
+* Accuracies are fractions in ``[0, 1]``; so is :func:`pairwise_accuracy`, the share of
+  (better, worse) pairs whose better video scores higher (ties count as wrong).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import shutil
 import threading
 import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -171,6 +172,39 @@ def fisher_z_mean(correlations: Sequence[float]) -> float:
     if r.size == 0:
         return float("nan")
     return float(np.tanh(np.mean(np.arctanh(np.clip(r, -0.9999, 0.9999)))))
+
+
+def pairwise_accuracy(better: Sequence[float], worse: Sequence[float]) -> float:
+    """Share of pairs ordered correctly: ``score(better) > score(worse)`` (RAAN, EPIC-Skills).
+
+    A tie (equal scores) counts as wrong, so a model that gives every video the same score
+    gets 0, not 0.5.
+
+    Args:
+        better: Predicted score of each pair's more skilled video.
+        worse: Predicted score of each pair's less skilled video.
+
+    Returns:
+        The share in ``[0, 1]``, ``nan`` without pairs or if a score is not finite.
+    """
+    b = np.asarray(better, dtype=np.float64)
+    w = np.asarray(worse, dtype=np.float64)
+    if b.shape != w.shape:
+        raise ValueError(f"better and worse differ in length ({b.size} vs {w.size})")
+    if b.size == 0 or not (np.isfinite(b).all() and np.isfinite(w).all()):
+        return float("nan")
+    return float(np.mean(b > w))
+
+
+def pairwise_accuracy_by_group(
+    better: Sequence[float], worse: Sequence[float], groups: Sequence[Any]
+) -> dict[Any, float]:
+    """:func:`pairwise_accuracy` of each group of pairs (e.g. per task), in first-seen order."""
+    out: dict[Any, float] = {}
+    for group in dict.fromkeys(groups):
+        chosen = [i for i, g in enumerate(groups) if g == group]
+        out[group] = pairwise_accuracy([better[i] for i in chosen], [worse[i] for i in chosen])
+    return out
 
 
 _LOWER_IS_BETTER = re.compile(r"(^|[._])(l1|l2|rel_l2|mse|mae|rmse|error|err|loss)($|[._])")

@@ -22,6 +22,11 @@ A sample then carries ``sample["partners"]``:
 * ``"scores"``, ``"classes"``, ``"arrays"``: the exemplars' targets, each ``(K, ...)``;
 * ``"key"``: the exemplars' keys (use :func:`partner_keys` on a batch).
 
+A dataset whose samples are pairs (:mod:`aqa_framework.data.pairs`) brings each sample's
+partner itself, the pair's other video, under the same key; :class:`PartnerDataset` then
+keeps it (and checks that ``data.partners.train`` / ``test`` ask for as many) instead of
+drawing exemplars.
+
 Heads that declare :attr:`~aqa_framework.interfaces.TaskHead.uses_partners` receive the
 exemplars' features and targets. Before training, heads may fit state on the training
 samples' targets (:class:`FitData`, see :meth:`~aqa_framework.interfaces.TaskHead.fit`).
@@ -301,6 +306,10 @@ class PartnerDataset:
 
     def exemplars(self, index: int) -> list[str]:
         """Keys of the exemplars of sample ``index`` (without loading anything but targets)."""
+        base, i = _base(self.queries, index)
+        own = getattr(base, "own_partner_keys", None)
+        if callable(own):
+            return list(own(i))
         row = sample_targets(self.queries, index)
         picks = self.pool.draw(
             row["key"], group_value(row, self.pool.group_by), self.count, self.epoch
@@ -312,6 +321,8 @@ class PartnerDataset:
         if is_skipped(sample):
             return sample
         key = str(sample["key"])
+        if PARTNERS in sample:  # a pair dataset: the partner is the pair's other video
+            return self._own(sample)
         group = group_value(sample, self.pool.group_by)
         picks = self.pool.draw(key, group, self.count, self.epoch)
         parts = [self.pool.dataset[i] for i in picks]
@@ -320,6 +331,18 @@ class PartnerDataset:
             return skipped_sample(key, f"its exemplar {bad['key']} could not be loaded")
         sample = dict(sample)
         sample[PARTNERS] = _stack(parts)
+        return sample
+
+
+    def _own(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """A sample that brings its own partners (pairs), checked against ``count``."""
+        have = len(sample[PARTNERS]["key"])
+        if have != self.count:
+            raise DataError(
+                f"sample {sample['key']!r} brings its own {have} partner(s) (the other videos "
+                f"of its pair), but data.partners asks for {self.count}: set data.partners.train "
+                f"and data.partners.test to {have}"
+            )
         return sample
 
 

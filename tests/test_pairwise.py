@@ -10,13 +10,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
-from aqa_builtin.datasets.best import BESTDataset
 from aqa_builtin.datasets.best import TASKS as BEST_TASKS
+from aqa_builtin.datasets.best import BESTDataset
 from aqa_builtin.datasets.epic_skills import TASKS as EPIC_TASKS
 from aqa_builtin.datasets.epic_skills import EpicSkillsDataset
 from aqa_builtin.datasets.synthetic_pairs import SyntheticPairsDataset
 from aqa_builtin.heads.ranking import RankingHead
+
 from aqa_framework import metrics as M
 from aqa_framework import testing
 from aqa_framework.data.pairs import check_pairs, read_order_table, read_winner_table
@@ -55,7 +55,8 @@ def test_order_tables_comma_with_header_or_spaces_with_dash_ids(tmp_path):
     f = tmp_path / "train_1.csv"
     f.write_text("Better,Worse,\nS32,S50,\nS18,S20,\n")
     pairs, problems = read_order_table(f, "T")
-    assert problems == [] and [(p.better, p.worse) for p in pairs] == [("S32", "S50"), ("S18", "S20")]
+    assert problems == []
+    assert [(p.better, p.worse) for p in pairs] == [("S32", "S50"), ("S18", "S20")]
     g = tmp_path / "train.txt"
     g.write_text("-l8BmvjKepM BTKb5ebeLUc\nonly_one\n")
     pairs, problems = read_order_table(g, "T")
@@ -94,7 +95,9 @@ def test_epic_skills_counts_match_stats(shared_data, fold):
     root = shared_data / "epic-skills"
     stats = json.loads((root / "STATS.json").read_text())["tasks"]
     for task in EPIC_TASKS:
-        params = EpicSkillsDataset.Params(root=str(root / "EPIC-Skills2018"), tasks=[task], fold=fold)
+        params = EpicSkillsDataset.Params(
+            root=str(root / "EPIC-Skills2018"), tasks=[task], fold=fold
+        )
         want = stats[task]["splits"][str(fold)]
         assert len(EpicSkillsDataset(params, "train")) == want["train_pairs"], task
         assert len(EpicSkillsDataset(params, "test")) == want["val_pairs"], task
@@ -197,7 +200,6 @@ def test_synthetic_pairs_order_by_hidden_execution_within_a_split(tmp_path):
 
 
 def _head(**params):
-    targets = SyntheticPairsDataset.Params  # noqa: F841 - documents the origin of the targets
     from aqa_framework.targets import ArrayTarget, ClassField, Targets
 
     t = Targets(

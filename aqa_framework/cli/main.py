@@ -18,6 +18,7 @@ from aqa_framework.cli import (
     runs_cmd,
     spec_cmd,
     sweep_cmd,
+    tune_cmd,
 )
 from aqa_framework.cli.commands import PluginCommandsGroup
 
@@ -55,7 +56,7 @@ app.add_typer(features_cmd.app, name="features")
 app.command("validate")(spec_cmd.validate)
 for _name, _fn in {**run_cmd.COMMANDS, **eval_cmd.COMMANDS}.items():
     app.command(_name)(_fn)
-for _name, _fn in {**sweep_cmd.COMMANDS, **probe_cmd.COMMANDS}.items():
+for _name, _fn in {**sweep_cmd.COMMANDS, **tune_cmd.COMMANDS, **probe_cmd.COMMANDS}.items():
     app.command(_name)(_fn)
 app.add_typer(probe_cmd.baseline_app, name="baseline")
 app.add_typer(runs_cmd.app, name="runs")

@@ -1,0 +1,157 @@
+"""aqa tune: Optuna trials over a tiny spec, pruning after epochs, a study shared by workers."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+import yaml
+
+from aqa_framework import testing
+from aqa_framework.errors import AQAError, SpecError
+from aqa_framework.registry import reset_registry
+
+optuna = pytest.importorskip("optuna", reason="aqa tune needs the 'tune' extra (optuna)")
+
+from aqa_framework.experiments.tune import (  # noqa: E402
+    SearchSpace,
+    StudyOptions,
+    _ReportCallback,
+    load_space,
+    run_tune,
+)
+
+SPEC = {
+    "model": {
+        "backbone": {"name": "c3d", "params": {"width": 0.0625}},
+        "aggregator": {"name": "average", "params": {"shared_fc": 8}},
+        "heads": {"score": {"name": "score"}},
+    },
+    "data": {
+        "name": "testing.tiny",
+        "params": {"num_samples": 8, "num_clips": 1, "frames": 16, "size": 32},
+        "batch_size": 4,
+        "val_fraction": 0.25,
+    },
+    "train": {"epochs": 2, "optimizer": {"lr": 0.003}},
+    "seed": 0,
+}
+SPACE = {
+    "trials": 2,
+    "pruner": {"name": "median", "startup_trials": 1, "warmup_epochs": 0},
+    "params": {
+        "train.optimizer.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+        "model.aggregator.params.shared_fc": {"type": "categorical", "choices": [4, 8]},
+    },
+}
+
+
+@pytest.fixture
+def files(tmp_path):
+    reset_registry(testing.registry_with("testing", [testing.TinyVideoDataset]))
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(SPEC), encoding="utf-8")
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE), encoding="utf-8")
+    yield spec, space
+    reset_registry()
+
+
+def test_space_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("params:\n  train.optimizer.lr: {type: float, low: 0, high: 1, log: true}\n"
+                   "  data.batch_size: {type: categorical}\n", encoding="utf-8")
+    with pytest.raises(SpecError) as exc:
+        load_space(bad)
+    text = str(exc.value)
+    assert "bad.yaml" in text and "log: true needs low > 0" in text
+    assert "params.data.batch_size" in text and "non-empty 'choices'" in text
+
+
+class _FakeTrial:
+    number = 7
+
+    def __init__(self, prune):
+        self.reported, self.prune = [], prune
+
+    def report(self, value, step):
+        self.reported.append((step, value))
+
+    def should_prune(self):
+        return self.prune
+
+
+def test_report_callback_reports_val_and_prunes():
+    from aqa_framework.engine.events import EpochEnd, RunInfo
+    from aqa_framework.experiments.tune import TrialPrunedStop
+
+    info = RunInfo(folder=None, name="r", spec={}, source=None, epochs=2)
+    event = EpochEnd(info, epoch=1, record={"val": {"score.spearman": 0.5}},
+                     best={"split": "val", "metric": "score.spearman", "value": 0.5})
+    keep = _ReportCallback(_FakeTrial(False), "score.spearman")
+    keep.on_epoch_end(event)
+    assert keep.trial.reported == [(1, 0.5)] and keep.best == 0.5
+    with pytest.raises(TrialPrunedStop, match="trial 7 pruned after epoch 1"):
+        _ReportCallback(_FakeTrial(True), "score.spearman").on_epoch_end(event)
+    no_val = EpochEnd(info, epoch=1, record={"train": {}})
+    with pytest.raises(AQAError, match="val_fraction"):
+        keep.on_epoch_end(no_val)
+
+
+def _worker(spec, space, out, storage, seed):
+    import torch
+
+    torch.set_num_threads(1)
+    run_tune(spec, SearchSpace.model_validate(SPACE), out, trials=1,
+             study=StudyOptions(storage=storage, name="shared", seed=seed))
+
+
+def test_two_workers_share_one_sqlite_study_and_best_spec_loads(files, tmp_path,
+                                                               one_intra_op_thread):
+    spec, space = files
+    out = tmp_path / "tune"
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_worker, args=(spec, space, out, storage, s)) for s in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert len(study.trials) == 2
+    states = {t.state.name for t in study.trials}
+    assert states <= {"COMPLETE", "PRUNED"} and "COMPLETE" in states
+    assert len({t.number for t in study.trials}) == 2
+    for t in study.trials:
+        assert (out / f"trial-{t.number}" / "metrics.jsonl").is_file()
+    # one more trial in this process joins the same study and writes the best spec
+    summary = run_tune(spec, load_space(space), out, trials=1,
+                       study=StudyOptions(storage=storage, name="shared"))
+    assert len(summary.trials) == 3 and summary.direction == "maximize"
+    best = optuna.load_study(study_name="shared", storage=storage).best_trial
+    assert summary.best_params == best.params and summary.best_value == best.value
+    raw = yaml.safe_load(summary.best_spec.read_text())
+    assert raw["train"]["optimizer"]["lr"] == best.params["train.optimizer.lr"]
+    assert raw["model"]["aggregator"]["params"]["shared_fc"] == best.params[
+        "model.aggregator.params.shared_fc"]
+    from aqa_framework.resolve import load
+
+    assert load(summary.best_spec).spec.train.optimizer.lr == best.params["train.optimizer.lr"]
+
+
+def test_cli_tune_prunes_and_writes_best(files, tmp_path, capsys, one_intra_op_thread):
+    from aqa_framework.cli.main import main
+
+    spec, space = files
+    out = tmp_path / "cli"
+    with pytest.raises(SystemExit) as exc:
+        main(["tune", str(spec), "--space", str(space), "--out", str(out), "--trials", "2",
+              "--seed", "0", "--set", "train.epochs=3"])
+    assert exc.value.code in (0, None)
+    captured = capsys.readouterr()
+    assert "Best spec:" in captured.out and (out / "best.yaml").is_file()
+    assert (out / "study.db").is_file()
+    assert "trial 1:" in captured.err
+    assert "train.epochs" not in captured.out
+    assert yaml.safe_load((out / "best.yaml").read_text())["train"]["epochs"] == 3

@@ -10,12 +10,13 @@ difference inside that leaf's interval. The ``2 ** (depth - 1)`` intervals are f
 training (:meth:`CoReHead.fit`) at equal-count quantiles of ``|s_i - s_j|`` over pairs of
 training samples of the same group (``data.partners.group_by``), the first edge 0 and the
 last ``score_range``, mirrored for negative differences; they are buffers, saved in every
-checkpoint. Training takes both pair orders: NLL of the true leaf plus the squared error of
-the position at the true leaf. A prediction decodes each exemplar's pair (arg-max leaf,
-``left + (right - left) * position``), adds the exemplar's score and averages over the
-exemplars. With ``difficulty`` (CoRe's ``usingDD``), scores are divided by the difficulty
-target and the prediction is multiplied back by the query's difficulty (a prediction input:
-it is announced before the dive).
+checkpoint. Training takes both pair orders: NLL of the true leaf plus, summed over the
+leaves, the mean squared error of the position of the pairs whose true leaf it is. A
+prediction decodes each exemplar's pair (arg-max leaf, ``left + (right - left) *
+position``), adds the exemplar's score and averages over the exemplars. With
+``difficulty`` (CoRe's ``usingDD``), scores are divided by the difficulty target (a finite
+number > 0) and the prediction is multiplied back by the query's difficulty (a prediction
+input: it is announced before the dive).
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class CoReHead(TaskHead):
         self.register_buffer("edges", torch.full((self.leaves, 2), float("nan")))
 
     # ------------------------------------------------------------------ groups
-    def _normalised(self, scores: Tensor, difficulty: Tensor | None) -> Tensor:
+    def _normalised(self, scores: Tensor, difficulty: Tensor | None, keys: Any = None) -> Tensor:
         scores = scores.float()
         if self.params.difficulty is None:
             return scores
@@ -139,39 +140,70 @@ class CoReHead(TaskHead):
                 f"head 'core' divides scores by '{self.params.difficulty}', which the batch "
                 "does not carry"
             )
-        return scores / difficulty.float().reshape(scores.shape)
+        difficulty = torch.as_tensor(difficulty).float().reshape(scores.shape)
+        _check_divisors(self.params.difficulty, difficulty, keys)
+        return scores / difficulty.to(scores.device)
 
     def fit(self, data: Any) -> None:
         """Fit the leaf intervals on the training samples' score differences.
 
+        Every pair of two different samples of one group counts once (CoRe's ``i < j``).
+
         Raises:
-            DataError: If fewer than two training samples share a group.
+            DataError: If fewer than two training samples share a group, a sample lacks the
+                score or the difficulty (or its difficulty is not a finite positive number),
+                or ``score_range`` is below most of the differences (the intervals would not
+                be ordered).
         """
-        scores = torch.tensor(data.scores[self.score_name], dtype=torch.float64)
-        if self.params.difficulty is not None:
-            diff = torch.tensor(data.arrays[self.params.difficulty], dtype=torch.float64)
-            scores = scores / diff.reshape(scores.shape)
+        scores = self._fit_scores(data)
         groups = data.groups if data.groups is not None else [0] * len(scores)
         by_group: dict[Any, list[int]] = {}
         for i, g in enumerate(groups):
             by_group.setdefault(g, []).append(i)
-        deltas = [  # every ordered pair of two different samples of one group
-            (scores[idx][:, None] - scores[idx][None, :]).abs()[
-                ~torch.eye(len(idx), dtype=torch.bool)
-            ]
-            for idx in map(torch.tensor, by_group.values())
-            if len(idx) > 1
-        ]
-        if not deltas:
+        deltas = []
+        for idx in map(torch.tensor, by_group.values()):
+            first, second = torch.triu_indices(len(idx), len(idx), offset=1)
+            deltas.append((scores[idx[first]] - scores[idx[second]]).abs())
+        d = torch.cat(deltas)
+        if not d.numel():
             raise DataError(
                 "head 'core': no two training samples share a group, so no score difference "
                 "to fit its intervals on"
             )
-        d = torch.cat(deltas)
         if d.numel() > MAX_FIT_PAIRS:
             gen = torch.Generator().manual_seed(0)
             d = d[torch.randperm(d.numel(), generator=gen)[:MAX_FIT_PAIRS]]
-        self.edges.copy_(self.intervals(d, self.leaves, self.theta))
+        edges = self.intervals(d, self.leaves, self.theta)
+        if bool((edges[:, 1] < edges[:, 0]).any()):
+            raise DataError(
+                f"head 'core': score_range {self.theta:g} is below the edge "
+                f"{float(edges[-1, 0]):g} of the last interval (score differences of the "
+                f"training pairs reach {float(d.max()):g}); set score_range above the "
+                "differences (CoRe: 30 for scores divided by the difficulty, 100 for 0-100 "
+                "scores) or to 'target'"
+            )
+        self.edges.copy_(edges)
+
+    def _fit_scores(self, data: Any) -> Tensor:
+        """The training samples' scores (divided by the difficulty), one per sample."""
+        keys = list(data.keys)
+        scores = torch.tensor(data.scores.get(self.score_name, []), dtype=torch.float64)
+        if len(scores) != len(keys):
+            raise DataError(
+                f"head 'core': {len(keys) - len(scores)} of the {len(keys)} training samples "
+                f"have no '{self.score_name}' to fit the intervals on"
+            )
+        name = self.params.difficulty
+        if name is None:
+            return scores
+        diff = torch.tensor(data.arrays.get(name, []), dtype=torch.float64).reshape(-1)
+        if len(diff) != len(keys):
+            raise DataError(
+                f"head 'core': {len(keys) - len(diff)} of the {len(keys)} training samples "
+                f"have no '{name}' to divide their scores by"
+            )
+        _check_divisors(name, diff, keys)
+        return scores / diff
 
     @staticmethod
     def intervals(deltas: Tensor, leaves: int, score_range: float) -> Tensor:
@@ -221,7 +253,10 @@ class CoReHead(TaskHead):
         leaf = leaf_logp.argmax(-1)
         lo, hi = edges[leaf, 0], edges[leaf, 1]
         pos = offset.gather(-1, leaf.unsqueeze(-1)).squeeze(-1)
-        return torch.where(hi > lo, lo + (hi - lo) * pos, lo + pos)
+        delta = torch.where(hi > lo, lo + (hi - lo) * pos, lo + pos)
+        # arg-max would take a nan log-probability for the best leaf: such pairs give nan
+        broken = (torch.isnan(leaf_logp) | torch.isposinf(leaf_logp)).any(-1)
+        return delta.masked_fill(broken, float("nan"))
 
     # ------------------------------------------------------------------ tree
     def tree(self, pairs: Tensor) -> tuple[Tensor, Tensor]:
@@ -265,7 +300,9 @@ class CoReHead(TaskHead):
         arrays = partners.get("arrays") or {}
         name = self.params.difficulty
         base = self._normalised(
-            partners["scores"][self.score_name], arrays.get(name) if name else None
+            partners["scores"][self.score_name],
+            arrays.get(name) if name else None,
+            partners.get("key"),
         )
         query = features.unsqueeze(1).expand_as(theirs)
         logp, off = self._pairs(theirs, query, base)
@@ -279,17 +316,26 @@ class CoReHead(TaskHead):
         name = self.params.difficulty
         arrays = batch.get("arrays") or {}
         return self._normalised(
-            batch["scores"][self.score_name], arrays.get(name) if name else None
+            batch["scores"][self.score_name], arrays.get(name) if name else None, batch.get("key")
         )
 
     def _pair_loss(self, logp: Tensor, offset: Tensor, delta: Tensor) -> Tensor:
+        """NLL of the true leaves plus CoRe's masked MSE, summed over the leaves.
+
+        The NLL is the mean over the pairs; each leaf adds the mean squared position error of
+        the pairs whose true leaf it is (``sum`` over leaves, not a mean over all pairs).
+        """
         leaf, pos = self.labels(delta)
-        nll = F.nll_loss(logp.flatten(0, 1), leaf.flatten())
-        at_leaf = offset.gather(-1, leaf.unsqueeze(-1)).squeeze(-1)
-        return nll + F.mse_loss(at_leaf.float(), pos.float())
+        leaf, pos = leaf.flatten(), pos.flatten().float()
+        nll = F.nll_loss(logp.flatten(0, 1), leaf)
+        at_leaf = offset.flatten(0, 1).gather(-1, leaf.unsqueeze(-1)).squeeze(-1).float()
+        err = (at_leaf - pos) ** 2
+        per_leaf = torch.zeros(self.leaves, device=err.device).index_add(0, leaf, err)
+        count = torch.bincount(leaf, minlength=self.leaves).clamp_min(1)
+        return nll + (per_leaf / count).sum()
 
     def loss(self, outputs: dict, batch: Mapping[str, Any]) -> Tensor:
-        """NLL of the true leaf plus squared position error at it, for both pair orders."""
+        """NLL of the true leaf plus the masked per-leaf position MSE, for both pair orders."""
         own = self._own(batch).unsqueeze(1).to(outputs["base"].device)
         delta = own - outputs["base"]
         loss = self._pair_loss(outputs["leaf_logp"], outputs["offset"], delta)
@@ -324,3 +370,29 @@ class CoReHead(TaskHead):
         """Spearman, Pearson, relative L2 (over the evaluated scores' range) and MSE."""
         name = self.score_name
         return score_metrics(predictions[name], references[name])
+
+
+def _check_divisors(name: str, values: Tensor, keys: Any = None) -> None:
+    """Raise naming the samples whose difficulty is not a finite positive number.
+
+    Args:
+        name: The difficulty target's name.
+        values: Its values, any shape.
+        keys: The samples' keys in the same layout (a list, or a list of lists), if known.
+    """
+    bad = ~torch.isfinite(values) | (values <= 0)
+    if not bool(bad.any()):
+        return
+    flat_keys: list[Any] = []
+    for k in keys or []:
+        flat_keys.extend(k if isinstance(k, list | tuple) else [k])
+    rows = bad.reshape(-1).nonzero().flatten().tolist()
+    flat = values.reshape(-1).tolist()
+    shown = ", ".join(
+        f"{flat_keys[i] if len(flat_keys) == len(flat) else f'#{i}'} ({flat[i]:g})"
+        for i in rows[:5]
+    )
+    raise DataError(
+        f"head 'core' divides scores by '{name}', which must be a finite number > 0, but "
+        f"sample(s) {shown} have other values; fix the annotations or leave 'difficulty' unset"
+    )

@@ -114,10 +114,13 @@ class Bins:
             how: ``argmax`` (the papers' decoding) or ``expectation``.
 
         Returns:
-            ``(...)`` float32 values.
+            ``(...)`` float32 values; ``nan`` where a distribution holds ``nan`` or ``+inf``
+            (``argmax`` would otherwise pick the bin of a ``nan`` as if it were the peak).
         """
         if how == "argmax":
-            return self.low + self.step * log_probs.argmax(dim=-1).float()
+            values = self.low + self.step * log_probs.argmax(dim=-1).float()
+            broken = (torch.isnan(log_probs) | torch.isposinf(log_probs)).any(dim=-1)
+            return values.masked_fill(broken, float("nan"))
         return (log_probs.float().exp() * self.centres(log_probs)).sum(dim=-1)
 
     def outside(self, values: Tensor) -> Tensor:
@@ -569,9 +572,12 @@ class MUSDLHead(_DistributionHead):
             batch: The prediction inputs (see :meth:`prediction_inputs`) or a collated batch,
                 for a rule's multiplier; ``None`` for none.
 
+        A sample with a non-finite mark (a diverged model) gets a ``nan`` final score: the
+        rule never sees it as a mark to sort and drop.
+
         Raises:
             DataError: If the rule needs a value the batch does not carry, or its result is
-                not one finite score per sample.
+                not one finite score per sample of finite marks.
         """
         rule = self.rule
         if isinstance(rule, JudgeRule):
@@ -589,12 +595,13 @@ class MUSDLHead(_DistributionHead):
             final = rule.apply(marks, multiplier)
         else:
             final = torch.as_tensor(rule(marks, batch))
-        if final.shape != (marks.shape[0],) or not bool(torch.isfinite(final).all()):
+        broken = ~torch.isfinite(marks).all(dim=1)
+        if final.shape != (marks.shape[0],) or not bool(torch.isfinite(final[~broken]).all()):
             raise DataError(
                 f"head '{self.name}': the rule {self.params.rule!r} must give one finite score "
                 f"per sample, shape ({marks.shape[0]},), but gave {_brief(final)}"
             )
-        return final.float()
+        return final.float().masked_fill(broken.to(final.device), float("nan"))
 
     def predict(self, outputs: dict, batch: Mapping[str, Any] | None = None) -> dict[str, list]:
         """The final score (under the score's name) and each judge's decoded mark.

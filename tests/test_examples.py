@@ -23,6 +23,8 @@ RELEASE_ROOTS = {
     "data/aqa-7": "aqa-7",
     "data/jigsaws/info": "jigsaws",
     "data/rhythmic-gymnastics": "rhythmic-gymnastics",
+    "data/epic-skills/EPIC-Skills2018": "epic-skills/EPIC-Skills2018",
+    "data/best": "best",
 }
 
 

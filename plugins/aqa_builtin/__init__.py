@@ -52,6 +52,7 @@ def register_heads(register: Register) -> None:
     from aqa_builtin.heads.core import CoReHead
     from aqa_builtin.heads.distribution import MUSDLHead, USDLHead
     from aqa_builtin.heads.gdlt import GDLTHead
+    from aqa_builtin.heads.ranking import RankingHead
     from aqa_builtin.heads.score import ScoreHead
 
     register(ScoreHead)
@@ -61,18 +62,22 @@ def register_heads(register: Register) -> None:
     register(MUSDLHead)
     register(GDLTHead)
     register(CoReHead)
+    register(RankingHead)
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
     """Register the built-in datasets."""
     from aqa_builtin.datasets.aqa7 import AQA7Dataset
+    from aqa_builtin.datasets.best import BESTDataset
+    from aqa_builtin.datasets.epic_skills import EpicSkillsDataset
     from aqa_builtin.datasets.features import FeaturesDataset
     from aqa_builtin.datasets.jigsaws import JIGSAWSDataset
     from aqa_builtin.datasets.mtl_aqa import MTLAQADataset
     from aqa_builtin.datasets.rhythmic_gymnastics import RhythmicGymnasticsDataset
     from aqa_builtin.datasets.synthetic import SyntheticDivingDataset
     from aqa_builtin.datasets.synthetic_jigsaws import SyntheticJIGSAWSDataset
+    from aqa_builtin.datasets.synthetic_pairs import SyntheticPairsDataset
     from aqa_builtin.datasets.synthetic_routines import SyntheticRoutinesDataset
 
     register(MTLAQADataset)
@@ -83,6 +88,9 @@ def register_datasets(register: Register) -> None:
     register(FeaturesDataset)
     register(RhythmicGymnasticsDataset)
     register(SyntheticRoutinesDataset)
+    register(EpicSkillsDataset)
+    register(BESTDataset)
+    register(SyntheticPairsDataset)
 
 
 @hookimpl

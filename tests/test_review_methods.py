@@ -99,6 +99,21 @@ def test_core_score_range_below_the_differences_is_refused():
         h.fit(fit_data(rows([0.0, 20.0, 40.0, 60.0], [1.0] * 4)))
 
 
+def test_core_score_range_target_feeds_exemplar_scores_as_cores_normalised_ones():
+    """AQA-7 in CoRe: scores normalised to 0-100, exemplar score / 100 in the pair vector;
+    on raw scores with score_range 'target' that is (raw - low) / (high - low)."""
+    targets = testing.tiny_targets(captions=False, scores={"final_score": (12.3, 16.87)})
+    h = CoReHead(CoReParams(hidden=8, score_range="target", depth=3), (6,), targets)
+    h.edges.copy_(torch.tensor(EDGES))
+    seen = []
+    h.first[0].register_forward_pre_hook(lambda module, args: seen.append(args[0][:, -1]))
+    partners = {"features": torch.randn(1, 2, 6),
+                "scores": {"final_score": torch.tensor([[12.3, 16.87]])}}
+    h(torch.randn(1, 6), None, partners)
+    assert h.theta == pytest.approx(4.57)
+    assert seen[0].tolist() == pytest.approx([0.0, 1.0], abs=1e-5)
+
+
 def test_core_decodes_a_nan_leaf_probability_as_nan():
     h = core_head(depth=3)
     h.edges.copy_(torch.tensor(EDGES))

@@ -3,7 +3,8 @@
 Yu et al., "Group-aware Contrastive Regression for Action Quality Assessment" (ICCV 2021).
 Each sample is compared with exemplars of known score (``data.partners``, one while
 training, ``K`` voters when evaluating). The pair vector ``[f_exemplar | f_query |
-s_exemplar / score_range]`` goes through a regression tree: a shared ``Linear + ReLU``, then
+s_exemplar / score_range]`` (``(s_exemplar - low) / score_range`` for ``score_range:
+target``) goes through a regression tree: a shared ``Linear + ReLU``, then
 ``depth - 1`` binary levels of per-node classifiers whose log-softmax probabilities add up
 to leaf log-probabilities, and one regressor per leaf giving the position of the score
 difference inside that leaf's interval. The ``2 ** (depth - 1)`` intervals are fitted before
@@ -57,7 +58,8 @@ class CoReParams(BaseModel):
         description="theta: exemplar scores enter the pair vector as score / theta, and the "
         "outermost interval ends at theta (CoRe: 30 on MTL-AQA with usingDD, 100 on AQA-7 "
         "scores normalised to 0-100). 'target': the width high - low of the score target's "
-        "declared range (on raw AQA-7 scores the same as 100 on normalised ones).",
+        "declared range, and without 'difficulty' exemplar scores enter as (score - low) / "
+        "theta: on raw AQA-7 scores the same as CoRe's 100 on scores normalised to 0-100.",
     )
     depth: int = Field(5, ge=2, le=8, description="Tree depth: 2 ** (depth - 1) leaves (5: 16).")
     hidden: int = Field(256, ge=1, description="Width of the shared layer and of each node.")
@@ -112,10 +114,13 @@ class CoReHead(TaskHead):
         if params.score_range == "target":
             target = targets.scores[self.score_name]
             self.theta = float(target.high - target.low)
+            # CoRe normalises AQA-7 scores to 0-100 first: score / 100 = (raw - low) / theta
+            self.offset = float(target.low) if params.difficulty is None else 0.0
         else:
             if not params.score_range > 0:
                 raise ValueError("head 'core': score_range must be > 0")
             self.theta = float(params.score_range)
+            self.offset = 0.0
         self.leaves = 2 ** (params.depth - 1)
         h = params.hidden
         self.first = nn.Sequential(nn.Linear(2 * in_shape[0] + 1, h), nn.ReLU())
@@ -272,8 +277,9 @@ class CoReHead(TaskHead):
         return logp.reshape(m, -1), self.regressor(x).squeeze(-1)
 
     def _pairs(self, first: Tensor, second: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
-        """Tree outputs ``(B, K, leaves)`` of ``[first | second | score / theta]``."""
-        vec = torch.cat([first, second, (score / self.theta).unsqueeze(-1)], -1)
+        """Tree outputs ``(B, K, leaves)`` of ``[first | second | (score - offset) / theta]``."""
+        level = ((score - self.offset) / self.theta).unsqueeze(-1)
+        vec = torch.cat([first, second, level], -1)
         logp, off = self.tree(vec.flatten(0, 1).float())
         shape = (*vec.shape[:2], self.leaves)
         return logp.reshape(shape), off.reshape(shape)

@@ -33,11 +33,31 @@ def sweep(
         bool,
         typer.Option("--collect", help="Only gather the results of finished runs into tables."),
     ] = False,
+    launcher: Annotated[
+        str | None,
+        typer.Option("--launcher", help="Where the points train: local (default), ray or slurm "
+                     "(overrides the file's launcher.name).", show_default=False),
+    ] = None,
+    cpus: Annotated[float | None, typer.Option("--cpus", help="CPUs per point (ray, slurm).",
+                                               show_default=False)] = None,
+    gpus: Annotated[float | None, typer.Option("--gpus", help="GPUs per point (ray, slurm).",
+                                               show_default=False)] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address "
+                                                "('auto' after `ray start`).",
+                                                show_default=False)] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="SLURM partition.",
+                                                  show_default=False)] = None,
+    time_min: Annotated[int | None, typer.Option("--time", help="SLURM time limit per point "
+                                                 "(minutes).", show_default=False)] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="submitit executor: slurm, "
+                                                "local or debug.", show_default=False)] = None,
 ) -> None:
     """Run every point of a sweep (skipping finished ones) and tabulate mean ± std per row.
 
     Rows average over the replicate axis (seeds, or folds with 'replicate: fold'); with a
     'summary' the table adds rows combining them across one axis (Fisher z for correlations).
+    With --launcher ray each point is a Ray task, with --launcher slurm a SLURM job (submitit);
+    results land in the same sweep folder and table.
     """
     from aqa_framework.cli.console import err, out
     from aqa_framework.experiments.sweep import (
@@ -50,6 +70,14 @@ def sweep(
     from aqa_framework.resolve import load
 
     sw = load_sweep(sweep_file)
+    flags = {"name": launcher, "cpus": cpus, "gpus": gpus, "address": address,
+             "partition": partition, "time_min": time_min, "cluster": cluster}
+    chosen = {k: v for k, v in flags.items() if v is not None}
+    if chosen:
+        from aqa_framework.experiments.launchers import LauncherSpec
+
+        merged = {**sw.file.launcher.model_dump(), **chosen}
+        sw.file = sw.file.model_copy(update={"launcher": LauncherSpec.model_validate(merged)})
     folder = output or sw.default_folder()
     overrides = set_ or []
     if dry_run:

@@ -86,6 +86,7 @@ from pydantic import (
 
 from aqa_framework import jsonio
 from aqa_framework.errors import AQAError, SpecError
+from aqa_framework.experiments.launchers import LauncherSpec, PointJob, launch_points
 from aqa_framework.files import markdown_table, write_json_atomic, write_text_atomic
 from aqa_framework.spec import (
     apply_override,
@@ -181,6 +182,11 @@ class SweepFile(BaseModel):
     )
     output: Path | None = Field(
         None, description="Sweep folder; defaults to runs/sweeps/<name>."
+    )
+    launcher: LauncherSpec = Field(
+        default_factory=LauncherSpec,
+        description="Where the points train: local, ray or slurm, with CPUs, GPUs, partition "
+        "and time per point (aqa sweep --launcher and its flags override it).",
     )
 
     @field_validator("axes")
@@ -574,10 +580,12 @@ def run_sweep(
     resolve_fn: Callable[[SweepRun, str | None], Any] | None = None,
     on_event: Callable[[str, RunStatus], None] | None = None,
 ) -> list[RunStatus]:
-    """Run every unfinished run of a sweep, one after the other.
+    """Run every unfinished run of a sweep, one after the other or on Ray or SLURM.
 
     Every run's spec is validated before the first one starts. Finished runs are skipped; an
-    interrupted run (folder but no result) is resumed from its run folder.
+    interrupted run (folder but no result) is resumed from its run folder. The sweep file's
+    ``launcher`` says where the points train (:mod:`~aqa_framework.experiments.launchers`):
+    ``local`` here, one after the other, with ``train``; ``ray`` or ``slurm`` on those engines.
 
     Args:
         sweep: The loaded sweep.
@@ -607,6 +615,7 @@ def run_sweep(
     read_source = read_source or read_run_source
     notify = on_event or (lambda _event, _status: None)
     out: list[RunStatus] = []
+    queued: list[tuple[RunStatus, Path, Path | None]] = []
     for status in statuses:
         run = status.run
         if status.state == "done":
@@ -629,14 +638,30 @@ def run_sweep(
         # A partial run without a checkpoint is started afresh in its folder: the runner
         # clears what that run wrote (under the folder's lock) and keeps any other file.
         resume = run_dir if status.state == "partial" and _resumable(run_dir) else None
-        notify("resume" if resume else "start", status)
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        made = Path(train(resolved[run.id], run_dir=run_dir, resume=resume))
+        queued.append((status, run_dir, resume))
+
+    def record(status: RunStatus, made: Path) -> None:
         metrics, source = read_metrics(made), read_source(made)
-        root.write_result(run, metrics, made, source)
-        done = RunStatus(run, "done", metrics, source)
+        root.write_result(status.run, metrics, made, source)
+        done = RunStatus(status.run, "done", metrics, source)
         notify("done", done)
         out.append(done)
+
+    launcher = sweep.file.launcher
+    if launcher.name != "local":
+        by_id = {s.run.id: s for s, _d, _r in queued}
+        for status, _d, resume in queued:
+            notify("resume" if resume else "start", status)
+        jobs = [PointJob(s.run.id, s.run.raw, run_label(s.run, str(sweep.source)), str(d),
+                         r is not None) for s, d, r in queued]
+        launch_points(launcher, jobs, root.root / "launcher-logs",
+                      lambda job, made: record(by_id[job.id], made))
+    else:
+        for status, run_dir, resume in queued:
+            notify("resume" if resume else "start", status)
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            record(status, Path(train(resolved[status.run.id], run_dir=run_dir,
+                                      resume=resume)))
     return out
 
 

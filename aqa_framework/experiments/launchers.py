@@ -1,0 +1,150 @@
+"""Where a sweep's grid points train: here, as Ray tasks, or as SLURM jobs through submitit.
+
+``aqa sweep FILE --launcher local|ray|slurm``. The local launcher trains the points one after
+the other in this process. The others hand each unfinished point to a distributed engine:
+
+* ``ray``: one Ray task per point with the declared CPUs and GPUs, on an existing cluster
+  (``address``, e.g. ``auto`` after ``ray start``) or a local one started here;
+* ``slurm``: one SLURM job per point through submitit (partition, time limit, GPUs and CPUs
+  per job); ``cluster: local`` runs the jobs as local processes (submitit's local executor).
+
+Every point trains into its run folder under the sweep folder (a file system the workers
+share); this process waits for the points, reads each finished run's metrics and records them
+in the same sweep folder and table as a local sweep. An interrupted sweep run again skips the
+recorded points and resumes the others from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aqa_framework.errors import AQAError
+
+__all__ = ["LauncherSpec", "PointJob", "launch_points", "train_point"]
+
+
+class LauncherSpec(BaseModel):
+    """How a sweep's points are launched (the sweep file's ``launcher:``; flags override it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["local", "ray", "slurm"] = Field(
+        "local", description="local (one after the other here), ray or slurm."
+    )
+    cpus: float = Field(1, gt=0, description="CPUs per point (Ray task, SLURM cpus_per_task).")
+    gpus: float = Field(0, ge=0, description="GPUs per point (Ray task, SLURM gpus_per_node).")
+    address: str | None = Field(
+        None, description="Ray cluster address ('auto' after `ray start`); none: a local one."
+    )
+    partition: str | None = Field(None, description="SLURM partition.")
+    time_min: int = Field(60, ge=1, description="SLURM time limit per point, in minutes.")
+    cluster: Literal["slurm", "local", "debug"] | None = Field(
+        None, description="submitit executor: slurm (default when sbatch exists), local or debug."
+    )
+    slurm_args: dict[str, Any] = Field(
+        default_factory=dict, description="More submitit slurm_* parameters (e.g. account)."
+    )
+
+
+@dataclass(frozen=True)
+class PointJob:
+    """One unfinished point: its raw spec and run folder, and whether it resumes."""
+
+    id: str
+    raw: dict[str, Any]
+    label: str
+    run_dir: str
+    resume: bool
+
+
+def train_point(job: PointJob) -> str:
+    """Validate and train one point (in the worker); return its run folder."""
+    from aqa_framework.engine.runner import run_training
+    from aqa_framework.resolve import load
+
+    resolved = load(job.raw, label=job.label)
+    Path(job.run_dir).parent.mkdir(parents=True, exist_ok=True)
+    return str(run_training(resolved, run_dir=job.run_dir,
+                            resume=job.run_dir if job.resume else None))
+
+
+def _need(module: str, extra: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise AQAError(
+            f"--launcher {extra} needs {module}: pip install 'aqa-framework[{extra}]'"
+        ) from None
+
+
+def launch_points(
+    spec: LauncherSpec, jobs: Sequence[PointJob], log_dir: Path,
+    on_done: Callable[[PointJob, Path], None],
+) -> None:
+    """Run the jobs on Ray or SLURM; call ``on_done(job, run_folder)`` as each finishes.
+
+    Raises:
+        AQAError: If the launcher's package is missing (naming the extra), or a point failed
+            (after the others finished; rerun the sweep to retry it).
+    """
+    if not jobs:
+        return
+    runner = _ray if spec.name == "ray" else _slurm
+    failures = runner(spec, jobs, log_dir, on_done)
+    if failures:
+        shown = "; ".join(f"{job.id}: {why}" for job, why in failures[:5])
+        raise AQAError(
+            f"{len(failures)} of {len(jobs)} sweep points failed ({shown}); the others are "
+            "recorded: run the same command again to retry"
+        )
+
+
+def _ray(
+    spec: LauncherSpec, jobs: Sequence[PointJob], _log_dir: Path,
+    on_done: Callable[[PointJob, Path], None],
+) -> list[tuple[PointJob, str]]:
+    ray = _need("ray", "ray")
+    if not ray.is_initialized():
+        ray.init(address=spec.address, log_to_driver=False)
+    task = ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=0)(train_point)
+    pending = {task.remote(job): job for job in jobs}
+    failures = []
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        job = pending.pop(ready[0])
+        try:
+            on_done(job, Path(ray.get(ready[0])))
+        except Exception as exc:  # the task's error, re-raised by ray.get
+            failures.append((job, f"{type(exc).__name__}: {exc}"))
+    return failures
+
+
+def _slurm(
+    spec: LauncherSpec, jobs: Sequence[PointJob], log_dir: Path,
+    on_done: Callable[[PointJob, Path], None],
+) -> list[tuple[PointJob, str]]:
+    submitit = _need("submitit", "slurm")
+    executor = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster=spec.cluster)
+    params: dict[str, Any] = {"timeout_min": spec.time_min, "cpus_per_task": int(spec.cpus)}
+    if executor.cluster == "slurm":
+        params.update(slurm_partition=spec.partition, gpus_per_node=int(spec.gpus),
+                      **{f"slurm_{k}": v for k, v in spec.slurm_args.items()})
+        params = {k: v for k, v in params.items() if v is not None}
+    else:
+        params["gpus_per_node"] = int(spec.gpus)
+    executor.update_parameters(name="aqa-sweep", **params)
+    submitted = [(executor.submit(train_point, job), job) for job in jobs]
+    failures = []
+    for handle, job in submitted:
+        try:
+            on_done(job, Path(handle.result()))
+        except Exception as exc:  # the job's error (submitit.core.utils.FailedJobError)
+            failures.append((job, f"{type(exc).__name__}: {str(exc)[-300:]}"))
+    return failures

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aqa_framework.component import PATH_PARAM
 from aqa_framework.data.feature_files import (
     crop_or_pad,
     feature_dim_from_manifest,
@@ -57,8 +56,8 @@ class FeatureParams(BaseModel):
 
     features_dir: str = Field(
         description="Folder of the feature files (one per video; relative paths are relative "
-        "to the current directory, or to root where the dataset has one).",
-        json_schema_extra=PATH_PARAM,
+        "to root where the dataset has one, else to the current directory: give an absolute "
+        "path to evaluate such a run from elsewhere).",
     )
     file_pattern: str = Field(
         "{key}.npy",

@@ -66,7 +66,6 @@ class RhythmicGymnasticsParams(FeatureParams):
         "swintx_avg_fps25_clip32",
         description="Folder of the <Video_Name>.npy feature files, relative to root unless "
         "absolute.",
-        json_schema_extra=PATH_PARAM,
     )
     feature_dim: int | None = Field(
         1024,

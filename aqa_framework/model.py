@@ -161,6 +161,8 @@ class MultitaskModel(nn.Module):
         video: Tensor,
         batch: Mapping[str, Any] | None = None,
         partners: Mapping[str, Any] | None = None,
+        *,
+        mask: Tensor | None = None,
     ) -> dict[str, dict]:
         """Outputs of every head.
 
@@ -169,6 +171,10 @@ class MultitaskModel(nn.Module):
             batch: The collated batch while training (teacher forcing, and the
                 ``video_mask`` of zero-padded feature sequences); ``None`` at inference.
             partners: The batch's exemplars (``batch["partners"]``), if it has any.
+            mask: At inference, the ``(B, L)`` ``video_mask`` of zero-padded feature
+                sequences (the batch's own is used while training). The aggregator gets it if
+                it declares ``uses_mask``, and so does a head that declares ``uses_mask``, as
+                ``batch={"video_mask": mask}`` (no targets).
 
         Returns:
             Task name -> that head's outputs.
@@ -183,6 +189,8 @@ class MultitaskModel(nn.Module):
             DataError: If a head compares with exemplars and there are none.
         """
         count = 0
+        if batch is None and mask is not None:
+            batch = _MaskOnly(video_mask=mask)
         if partners is not None:
             video, batch, count = _join_partners(video, batch, partners)
         mask = batch.get("video_mask") if isinstance(batch, Mapping) else None
@@ -195,7 +203,10 @@ class MultitaskModel(nn.Module):
                         "exemplars, and the batch has none: set data.partners in the spec"
                     )
             return {
-                task: head(clip_features if head.consumes == "clips" else video_features, batch)
+                task: head(
+                    clip_features if head.consumes == "clips" else video_features,
+                    _head_batch(head, batch),
+                )
                 for task, head in self.heads.items()
             }
         return self._compare(clip_features, video_features, count, batch, partners)
@@ -219,7 +230,8 @@ class MultitaskModel(nn.Module):
         clips, partner_clips = split(clip_features)
         videos, partner_videos = split(video_features)
         if isinstance(batch, Mapping) and "video_mask" in batch:
-            batch = {**batch, "video_mask": batch["video_mask"][:b]}
+            cut = {"video_mask": batch["video_mask"][:b]}
+            batch = _MaskOnly(cut) if isinstance(batch, _MaskOnly) else {**batch, **cut}
         out = {}
         for task, head in self.heads.items():
             level = head.consumes == "clips"
@@ -227,9 +239,9 @@ class MultitaskModel(nn.Module):
             if getattr(head, "uses_partners", False):
                 given = {k: v for k, v in partners.items() if k != "video"}
                 given["features"] = partner_clips if level else partner_videos
-                out[task] = head(features, batch, given)
+                out[task] = head(features, _head_batch(head, batch), given)
             else:
-                out[task] = head(features, batch)
+                out[task] = head(features, _head_batch(head, batch))
         return out
 
     def loss(
@@ -266,6 +278,17 @@ class MultitaskModel(nn.Module):
         return {task: head.references(batch) for task, head in self.heads.items()}
 
 
+class _MaskOnly(dict):
+    """The inference stand-in for a batch: only the ``video_mask`` of padded sequences."""
+
+
+def _head_batch(head: nn.Module, batch: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """What a head gets as ``batch``: at inference only a ``uses_mask`` head sees the mask."""
+    if isinstance(batch, _MaskOnly):
+        return batch if getattr(head, "uses_mask", False) else None
+    return batch
+
+
 def _join_partners(
     video: Tensor, batch: Mapping[str, Any] | None, partners: Mapping[str, Any]
 ) -> tuple[Tensor, Mapping[str, Any] | None, int]:
@@ -286,7 +309,10 @@ def _join_partners(
     joined = torch.cat([video, others.flatten(0, 1).to(video.dtype)])
     if isinstance(batch, Mapping) and "video_mask" in batch and "video_mask" in partners:
         mask = torch.cat([batch["video_mask"], partners["video_mask"].flatten(0, 1)])
-        batch = {**batch, "video_mask": mask}
+        batch = _MaskOnly(video_mask=mask) if isinstance(batch, _MaskOnly) else {
+            **batch,
+            "video_mask": mask,
+        }
     return joined, batch, count
 
 

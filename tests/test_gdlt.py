@@ -217,3 +217,24 @@ def test_builder_refuses_mismatched_backbone_and_data(tmp_path):
     with pytest.raises(SpecError, match="clip features"):
         build_model(resolved, _targets("difficulty", "execution", "total"), device="meta",
                     input_shape=(1, 3, 16, 32, 32))
+
+
+def test_the_padding_mask_reaches_the_model_at_inference_too(tmp_path, one_intra_op_thread):
+    """Evaluation hands the model the video_mask of padded sequences: padding changes nothing."""
+    from aqa_framework.builder import build_model, open_dataset
+
+    resolved = _spec(tmp_path, head="gdlt", aggregator="transformer")
+    train = open_dataset(resolved, "train", train=True)
+    model = build_model(resolved, train.targets, input_shape=(20, 12)).eval()
+    torch.manual_seed(0)
+    x = torch.randn(2, 20, 12)
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    mask[1, 15:] = False
+    y = x.clone()
+    y[1, 15:] = 50.0  # what lies in the padding must not matter
+    with torch.no_grad():
+        a = model(x, None, mask=mask)["score"]["score"]
+        b = model(y, None, mask=mask)["score"]["score"]
+        c = model(y, None)["score"]["score"]
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(a[1], c[1], atol=1e-4)

@@ -467,7 +467,9 @@ def evaluate(
             continue
         video = batch["video"].to(device, non_blocking=True)
         with autocast(device, precision):
-            outputs = forward(video, None, **partner_inputs(batch, device))
+            outputs = forward(
+                video, None, **partner_inputs(batch, device), mask=_mask(batch, device)
+            )
         exemplars.extend(";".join(k) for k in partner_keys(batch) or [])
         for task, cols in model.predict(outputs, batch).items():
             for col, values in cols.items():
@@ -555,3 +557,10 @@ def compute_metrics(
         for name, value in values.items():
             out[f"{task}.{name}"] = float(value)
     return out
+
+
+def _mask(batch: Any, device: Any) -> Any:
+    """The batch's ``video_mask`` (padded feature sequences) on ``device``, or ``None``."""
+    mask = batch.get("video_mask") if isinstance(batch, dict) else None
+    return mask.to(device, non_blocking=True) if mask is not None else None
+

@@ -125,6 +125,7 @@ class GDLTHead(TaskHead):
     """
 
     name = "gdlt"
+    uses_mask = True  # gets the video_mask of padded sequences at inference too
     consumes = "clips"
     target_kind = "scores"
     metric_directions = SCORE_METRIC_DIRECTIONS

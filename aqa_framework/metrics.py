@@ -44,7 +44,9 @@ def _pair(pred: Sequence[float], true: Sequence[float]) -> tuple[np.ndarray, np.
 
 def _correlation(fn, pred: Sequence[float], true: Sequence[float]) -> float:
     p, t = _pair(pred, true)
-    if p.size < 2 or np.all(p == p[0]) or np.all(t == t[0]):
+    if p.size < 2 or not (np.isfinite(p).all() and np.isfinite(t).all()):
+        return float("nan")  # an infinite prediction must not rank as the best one
+    if np.all(p == p[0]) or np.all(t == t[0]):
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -59,7 +61,8 @@ def spearman(pred: Sequence[float], true: Sequence[float]) -> float:
         true: Ground-truth scores, same length.
 
     Returns:
-        The correlation in ``[-1, 1]``, or ``nan`` if either side is constant.
+        The correlation in ``[-1, 1]``, or ``nan`` if either side is constant or holds a
+        non-finite value (an infinite prediction would otherwise rank as the best).
     """
     from scipy import stats
 
@@ -74,7 +77,8 @@ def pearson(pred: Sequence[float], true: Sequence[float]) -> float:
         true: Ground-truth scores, same length.
 
     Returns:
-        The correlation in ``[-1, 1]``, or ``nan`` if either side is constant.
+        The correlation in ``[-1, 1]``, or ``nan`` if either side is constant or holds a
+        non-finite value (an infinite prediction would otherwise rank as the best).
     """
     from scipy import stats
 

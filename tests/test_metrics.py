@@ -141,3 +141,16 @@ def test_caption_scores_reject_bad_input():
         M.caption_scores(REFS, HYPS, ["spice"])
     with pytest.raises(ValueError, match="same keys"):
         M.caption_scores(REFS, {"a": "x"}, ["bleu"])
+
+
+def test_correlations_of_non_finite_values_are_nan_not_a_ranking():
+    """scipy would rank +inf as the best prediction: a broken model must not look good."""
+    import math
+
+    from aqa_framework.metrics import pearson, spearman
+
+    true = [1.0, 2.0, 3.0, 4.0]
+    assert spearman([1.0, 2.0, 3.0, 4.0], true) == 1.0
+    assert math.isnan(spearman([1.0, 2.0, 3.0, float("inf")], true))
+    assert math.isnan(spearman([1.0, float("nan"), 3.0, 4.0], true))
+    assert math.isnan(pearson([1.0, 2.0, 3.0, float("-inf")], true))

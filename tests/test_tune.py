@@ -102,6 +102,7 @@ def _worker(spec, space, out, storage, seed):
     import torch
 
     torch.set_num_threads(1)
+    reset_registry(testing.registry_with("testing", [testing.TinyVideoDataset]))  # a new process
     run_tune(spec, SearchSpace.model_validate(SPACE), out, trials=1,
              study=StudyOptions(storage=storage, name="shared", seed=seed))
 
@@ -111,12 +112,19 @@ def test_two_workers_share_one_sqlite_study_and_best_spec_loads(files, tmp_path,
     spec, space = files
     out = tmp_path / "tune"
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: forking a process whose torch thread pools already ran (earlier tests
+    # in the same session) can deadlock the child
+    ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(spec, space, out, storage, s)) for s in (1, 2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(240)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
     assert [p.exitcode for p in procs] == [0, 0]
     study = optuna.load_study(study_name="shared", storage=storage)
     assert len(study.trials) == 2

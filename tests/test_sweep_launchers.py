@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,7 +13,7 @@ import yaml
 from aqa_framework import testing
 from aqa_framework.errors import AQAError
 from aqa_framework.experiments.launchers import LauncherSpec, launch_points
-from aqa_framework.experiments.sweep import load_sweep, run_sweep, sweep_status
+from aqa_framework.experiments.sweep import load_sweep, run_sweep, sweep_status, tabulate
 from aqa_framework.registry import reset_registry
 
 BASE = {
@@ -62,3 +65,128 @@ def test_missing_extra_is_named(tmp_path):
         with pytest.raises(AQAError, match=rf"pip install 'aqa-framework\[{name}\]'"):
             launch_points(LauncherSpec(name=name), [job], tmp_path, lambda j, p: None)
 
+
+
+# Fresh worker processes (Ray tasks, submitit's local jobs) see only the registered built-ins,
+# so these sweeps train a built-in dataset by name, generated once per module.
+SYNTH = {"dives": 8, "dives_per_event": 4, "size": [64, 48], "crop": 48, "sampling": "spread",
+         "num_clips": 1, "clip_length": 16}
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    from aqa_framework.synth.diving import generate_diving
+
+    root = tmp_path_factory.mktemp("synth") / "diving"
+    generate_diving(root, SYNTH["dives"], 0, tuple(SYNTH["size"]),
+                    dives_per_event=SYNTH["dives_per_event"])
+    return root
+
+
+def process_sweep(tmp_path, synth_root, launcher: str) -> Path:
+    """A two-point sweep of a built-in dataset, for launchers that train in other processes."""
+    base = {
+        "model": {
+            "backbone": {"name": "c3d", "params": {"width": 0.0625}},
+            "aggregator": {"name": "average", "params": {"shared_fc": 8}},
+            "heads": {"score": {"name": "score"}},
+        },
+        "data": {"name": "synthetic-diving", "params": {**SYNTH, "root": str(synth_root)},
+                 "batch_size": 4},
+        "train": {"epochs": 1},
+    }
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base), encoding="utf-8")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"base: base.yaml\naxes:\n  seed: [0, 1]\nlauncher: {launcher}\n",
+                    encoding="utf-8")
+    return path
+
+
+def check_recorded(sw, folder: Path, events: list[str], statuses) -> None:
+    """Both points trained in their run folders, recorded, tabulated; a rerun redoes nothing."""
+    assert sorted(events) == ["done", "done", "start", "start"]
+    assert all(s.state == "done" and "score.spearman" in s.metrics for s in statuses)
+    for s in statuses:
+        assert (folder / "runs" / s.run.id / "results.json").is_file()
+        assert (folder / "results" / f"{s.run.id}.json").is_file()
+    assert [s.state for s in sweep_status(sw, folder)] == ["done", "done"]
+    written = {p.name for p in tabulate(sw, sweep_status(sw, folder)).write(folder)}
+    assert "results.csv" in written
+    rows = list(csv.DictReader((folder / "results.csv").open(encoding="utf-8")))
+    assert len(rows) == 1 and rows[0]["n"] == "2"
+    again: list[str] = []
+    run_sweep(sw, folder, on_event=lambda k, s: again.append(k))
+    assert again == ["skip", "skip"]  # nothing redone
+
+
+@pytest.fixture
+def ray_module():
+    """Ray, shut down after the test whatever happens (no processes are left behind)."""
+    ray = pytest.importorskip("ray", reason="the 'ray' extra (ray>=2.9) is not installed")
+    try:
+        yield ray
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def test_ray_launcher_on_a_local_ray_instance(ray_module, tmp_path, synth_root, monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    path = process_sweep(tmp_path, synth_root, "{name: ray, cpus: 1}")
+    sw = load_sweep(path)
+    folder = tmp_path / "out"
+    events: list[str] = []
+    statuses = run_sweep(sw, folder, on_event=lambda k, s: events.append(k))
+    assert not ray_module.is_initialized()  # the local instance the launcher started is gone
+    check_recorded(sw, folder, events, statuses)
+
+
+def test_slurm_launcher_through_submitits_local_executor(tmp_path, synth_root, monkeypatch):
+    pytest.importorskip("submitit", reason="the 'slurm' extra (submitit) is not installed")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the job processes inherit it
+    path = process_sweep(tmp_path, synth_root, "{name: slurm, cluster: local, time_min: 5}")
+    sw = load_sweep(path)
+    folder = tmp_path / "out"
+    events: list[str] = []
+    statuses = run_sweep(sw, folder, on_event=lambda k, s: events.append(k))
+    check_recorded(sw, folder, events, statuses)
+    logs = list((folder / "launcher-logs").rglob("*_result.pkl"))
+    assert len(logs) == 2  # two separate submitit jobs ran
+
+
+def test_points_reach_workers_with_absolute_paths(tmp_path, monkeypatch):
+    """A worker may start in another directory: run folders and path params go absolute."""
+    import aqa_framework.experiments.sweep as sweep_mod
+
+    monkeypatch.chdir(tmp_path)
+    path = process_sweep(tmp_path, Path("data/diving"), "{name: ray}")
+    sent: list = []
+    monkeypatch.setattr(sweep_mod, "launch_points",
+                        lambda spec, jobs, logs, done: sent.extend(jobs))
+    run_sweep(load_sweep(path), Path("out"))
+    assert len(sent) == 2
+    for job in sent:
+        assert Path(job.run_dir) == tmp_path / "out" / "runs" / job.id
+        assert job.raw["data"]["params"]["root"] == str(tmp_path / "data" / "diving")
+    # what the sweep records is the spec as written (its hash, its plan)
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text(encoding="utf-8"))
+    assert plan["runs"][sent[0].id]["spec"]["data"]["params"]["root"] == "data/diving"
+
+
+def test_slurm_asks_for_whole_cpus_and_gpus(tmp_path, monkeypatch):
+    submitit = pytest.importorskip("submitit",
+                                   reason="the 'slurm' extra (submitit) is not installed")
+    from aqa_framework.experiments.launchers import PointJob
+
+    asked: dict = {}
+
+    def capture(self, **params):
+        asked.update(params)
+        raise RuntimeError("stop before submitting")
+
+    monkeypatch.setattr(submitit.AutoExecutor, "update_parameters", capture)
+    job = PointJob("a", {}, "a", str(tmp_path / "a"), False)
+    with pytest.raises(RuntimeError, match="stop before"):
+        launch_points(LauncherSpec(name="slurm", cluster="debug", cpus=0.5, gpus=1.5), [job],
+                      tmp_path, lambda j, p: None)
+    assert asked["cpus_per_task"] == 1 and asked["gpus_per_node"] == 2  # not 0 and 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from math import ceil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,18 +112,23 @@ def _ray(
     on_done: Callable[[PointJob, Path], None],
 ) -> list[tuple[PointJob, str]]:
     ray = _need("ray", "ray")
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:  # connect to `address`, or start a local instance for this sweep
         ray.init(address=spec.address, log_to_driver=False)
-    task = ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=0)(train_point)
-    pending = {task.remote(job): job for job in jobs}
-    failures = []
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        job = pending.pop(ready[0])
-        try:
-            on_done(job, Path(ray.get(ready[0])))
-        except Exception as exc:  # the task's error, re-raised by ray.get
-            failures.append((job, f"{type(exc).__name__}: {exc}"))
+    try:
+        task = ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=0)(train_point)
+        pending = {task.remote(job): job for job in jobs}
+        failures = []
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                on_done(job, Path(ray.get(ready[0])))
+            except Exception as exc:  # the task's error, re-raised by ray.get
+                failures.append((job, f"{type(exc).__name__}: {exc}"))
+    finally:
+        if started:  # a local instance started here stops with the sweep (no stray workers)
+            ray.shutdown()
     return failures
 
 
@@ -132,13 +138,13 @@ def _slurm(
 ) -> list[tuple[PointJob, str]]:
     submitit = _need("submitit", "slurm")
     executor = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster=spec.cluster)
-    params: dict[str, Any] = {"timeout_min": spec.time_min, "cpus_per_task": int(spec.cpus)}
+    # SLURM allocates whole CPUs and GPUs: a fraction (fine for Ray) asks for the next one up
+    params: dict[str, Any] = {"timeout_min": spec.time_min, "cpus_per_task": ceil(spec.cpus),
+                              "gpus_per_node": ceil(spec.gpus)}
     if executor.cluster == "slurm":
-        params.update(slurm_partition=spec.partition, gpus_per_node=int(spec.gpus),
+        params.update(slurm_partition=spec.partition,
                       **{f"slurm_{k}": v for k, v in spec.slurm_args.items()})
         params = {k: v for k, v in params.items() if v is not None}
-    else:
-        params["gpus_per_node"] = int(spec.gpus)
     executor.update_parameters(name="aqa-sweep", **params)
     submitted = [(executor.submit(train_point, job), job) for job in jobs]
     failures = []

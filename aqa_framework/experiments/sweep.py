@@ -652,8 +652,9 @@ def run_sweep(
         by_id = {s.run.id: s for s, _d, _r in queued}
         for status, _d, resume in queued:
             notify("resume" if resume else "start", status)
-        jobs = [PointJob(s.run.id, s.run.raw, run_label(s.run, str(sweep.source)), str(d),
-                         r is not None) for s, d, r in queued]
+        jobs = [PointJob(s.run.id, _portable_raw(s.run.raw, resolved[s.run.id]),
+                         run_label(s.run, str(sweep.source)), str(d.absolute()), r is not None)
+                for s, d, r in queued]
         launch_points(launcher, jobs, root.root / "launcher-logs",
                       lambda job, made: record(by_id[job.id], made))
     else:
@@ -663,6 +664,14 @@ def run_sweep(
             record(status, Path(train(resolved[status.run.id], run_dir=run_dir,
                                       resume=resume)))
     return out
+
+
+def _portable_raw(raw: dict[str, Any], resolved: Any) -> dict[str, Any]:
+    """``raw`` with relative path params made absolute, for workers in another directory."""
+    from aqa_framework.resolve import ResolvedSpec
+    from aqa_framework.spec_paths import absolute_raw_paths
+
+    return absolute_raw_paths(raw, resolved) if isinstance(resolved, ResolvedSpec) else raw
 
 
 def sweep_status(

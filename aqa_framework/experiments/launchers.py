@@ -4,7 +4,8 @@
 the other in this process. The others hand each unfinished point to a distributed engine:
 
 * ``ray``: one Ray task per point with the declared CPUs and GPUs, on an existing cluster
-  (``address``, e.g. ``auto`` after ``ray start``) or a local one started here;
+  (``address``, e.g. ``auto`` after ``ray start``) or a local one started here (and stopped
+  when the sweep ends);
 * ``slurm``: one SLURM job per point through submitit (partition, time limit, GPUs and CPUs
   per job); ``cluster: local`` runs the jobs as local processes (submitit's local executor).
 

@@ -17,6 +17,7 @@ display, ``metrics.jsonl`` and the results are the first callbacks
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from aqa_framework.data.open import OpenedData
 from aqa_framework.engine import distributed as D
 from aqa_framework.engine.checkpoint import (
     CHECKPOINTS_DIR,
+    META_FILE,
     Checkpoint,
     find_checkpoint,
     load_checkpoint,
@@ -126,7 +128,11 @@ def run_training(
         resolved: The validated spec with its components.
         run_dir: Run folder to create (default ``output.dir/output.name``, the name defaulting
             to the spec file's stem and the time, made unique). It must be new, empty, or hold
-            a run that stopped before its first checkpoint.
+            a run that stopped before its first checkpoint. One exception: when torchrun
+            restarts the group (``--max-restarts``; ``TORCHELASTIC_RESTART_COUNT`` > 0), an
+            explicit folder (``run_dir`` or ``output.name``) whose last checkpoint was written
+            by this same torchrun job (its rendezvous id and elastic agents) is resumed from
+            that checkpoint.
         resume: Run folder (or checkpoint folder) of an interrupted run to continue; a run
             that stopped before its first checkpoint starts from the beginning.
         console: Where progress and messages go (default: stderr).
@@ -253,6 +259,7 @@ class _Run:
         self.console = console
         self.precision = resolve_precision(self.spec.train.precision, device)
         self.lock: RunLock | None = None
+        self.launch: D.ElasticLaunch | None = None
         # set up by execute()
         self.folder: RunFolder
         self.forward: Any = None
@@ -380,6 +387,7 @@ class _Run:
         self, run_dir: str | Path | None, resume: str | Path | None
     ) -> tuple[RunFolder, Checkpoint | None]:
         """Claim (rank 0) and share the run folder; load the checkpoint to resume."""
+        self.launch = D.elastic_launch(self.ctx)
         claimed: tuple[str, str | None] | None = None
         error: AQAError | None = None
         if self.ctx.is_main:
@@ -452,6 +460,10 @@ class _Run:
                 raise CheckpointError(f"run folder {folder.path} is a file; give a folder")
             folder.path.mkdir(parents=True, exist_ok=True)
         self._lock(folder)
+        if run_dir is not None or spec.output.name:
+            restarted = self._claim_restarted(folder)
+            if restarted is not None:
+                return restarted
         if folder.is_unstarted_run():
             self.log(
                 f"{folder.path} holds a run that stopped before its first checkpoint: "
@@ -482,6 +494,29 @@ class _Run:
             )
             return str(folder.path), None
         return str(folder.path), str(find_checkpoint(resume, prefer=("last",)))
+
+    def _claim_restarted(self, folder: RunFolder) -> tuple[str, str] | None:
+        """Rank 0, folder locked: the checkpoint to continue after torchrun restarted the group.
+
+        ``None`` (start afresh, under the usual rules) unless this is a restart of an elastic
+        torchrun job and the folder's last checkpoint was written by this same job.
+        """
+        launch = self.launch
+        if launch is None or not launch.restarted or not folder.has_checkpoints():
+            return None
+        remove_temporaries(folder.checkpoints)
+        try:
+            path = find_checkpoint(folder.path, prefer=("last",))
+            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        except (CheckpointError, OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or not launch.started(meta.get("launch")):
+            return None
+        self.log(
+            f"torchrun restarted the workers (restart {launch.restart_count} of "
+            f"{launch.max_restarts}): continuing {folder.path} from its last checkpoint"
+        )
+        return str(folder.path), str(path)
 
     def _lock(self, folder: RunFolder) -> None:
         self.lock = RunLock(folder.path).acquire()
@@ -594,18 +629,24 @@ class _Run:
             "input_shape": list(data.input_shape) if data.input_shape else None,
             "frame_size": _frame_size(data.test),
             "world_size": self.ctx.world_size,
+            "launch": self.launch.to_json() if self.launch is not None else None,
         }
 
     def _write_start(self, ckpt: Checkpoint | None, state: TrainState) -> None:
         """Rank 0: write the spec, the environment (a resume is appended) and the history."""
-        import json
-
         from aqa_framework.builder import count_parameters
 
         folder = self.folder
         folder.write_spec(dump_resolved_spec(self.resolved))
         env = collect_environment(self.device, self.precision, self.ctx.world_size)
         env["parameters"] = count_parameters(state.model)
+        launch = self.launch
+        if launch is not None:
+            env["torchrun"] = {
+                "run_id": launch.run_id,
+                "agents": list(launch.agents),
+                "max_restarts": launch.max_restarts,
+            }
         if ckpt is not None:
             old_path = folder.file(ENVIRONMENT_FILE)
             old = json.loads(old_path.read_text()) if old_path.is_file() else {}
@@ -616,6 +657,11 @@ class _Run:
                     "command": env["command"],
                     "after_epoch": ckpt.epoch,
                     "device": env["device"],
+                    **(
+                        {"torchrun_restart": launch.restart_count}
+                        if launch is not None and launch.restarted
+                        else {}
+                    ),
                 }
             )
             env = old or env

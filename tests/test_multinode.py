@@ -12,6 +12,7 @@ name): 16 dives of 32x32 frames, one clip each, a narrow C3D and a score head, 3
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rich.console import Console
 
 from aqa_framework import testing
 from aqa_framework.engine import distributed as D
@@ -143,13 +145,17 @@ def spec_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def one_process(spec_file) -> Path:
     """The reference: one process, no torchrun (it also generates the dives)."""
+    import torch
+
+    from aqa_framework.resolve import load
+
     folder = spec_file.parent / "one"
-    done = subprocess.run(
-        [sys.executable, "-m", "aqa_framework.cli.main", "run", str(spec_file),
-         "--run-dir", str(folder)],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_training(load(spec_file, []), run_dir=folder, console=Console(file=io.StringIO()))
+    finally:
+        torch.set_num_threads(threads)
     return folder
 
 
@@ -307,11 +313,7 @@ def test_restart_resumes_only_this_jobs_run(monkeypatch, tmp_path, one_intra_op_
         run_training(tiny(), run_dir=plain)
 
     # This job's restart continues the run from its last checkpoint.
-    from io import StringIO
-
-    from rich.console import Console
-
-    log = StringIO()
+    log = io.StringIO()
     run_training(tiny(), run_dir=folder, console=Console(file=log, width=200))
     assert "torchrun restarted the workers (restart 1 of 3)" in log.getvalue()
     assert records(folder) == first

@@ -34,8 +34,6 @@ from aqa_framework.registry import reset_registry
 from aqa_framework.resolve import resolve
 from aqa_framework.spec import apply_overrides, parse_spec
 
-pytestmark = pytest.mark.slow
-
 SPEC = {
     "model": {
         "backbone": {"name": "c3d", "params": {"width": 0.0625}},
@@ -201,6 +199,7 @@ def two_node_run(spec_file, one_process) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @needs_torchrun
 def test_two_nodes_match_one_process(one_process, two_node_run):
     env = json.loads((two_node_run / "environment.json").read_text())
@@ -222,6 +221,7 @@ def test_two_nodes_match_one_process(one_process, two_node_run):
     assert launch["launch"]["run_id"] == "aqa-test"
 
 
+@pytest.mark.slow
 @needs_torchrun
 def test_killed_worker_is_restarted_and_the_run_finishes(spec_file, two_node_run, tmp_path):
     worker = tmp_path / "dying_worker.py"

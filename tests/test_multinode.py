@@ -326,3 +326,36 @@ def test_restart_resumes_only_this_jobs_run(monkeypatch, tmp_path, one_intra_op_
     shutil.copytree(folder, tmp_path / "copy")
     with pytest.raises(SpecError, match="different spec"):
         run_training(tiny("train.optimizer.lr=0.5"), run_dir=tmp_path / "copy")
+
+
+def test_each_start_of_a_group_gets_a_fresh_store_namespace():
+    """Workers of a restarted group must not read what the dead group left in the agent's store."""
+    import threading
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    store = dist.HashStore()
+    store.set_timeout(timedelta(seconds=30))
+
+    def start(world_size: int) -> list[str]:
+        got: list[str] = [""] * world_size
+
+        def worker(rank: int) -> None:
+            got[rank] = D._fresh_namespace(store, rank, world_size, timeout_s=30)
+
+        threads = [threading.Thread(target=worker, args=(r,)) for r in range(world_size)]
+        for t in threads[::-1]:
+            t.start()
+        for t in threads:
+            t.join(60)
+        return got
+
+    first = start(3)
+    assert len(set(first)) == 1 and first[0]
+    # A dead start's rank 2 left its token behind; the next start still agrees on a new name.
+    store.set("aqa/hello/2", "token-of-a-dead-worker")
+    second = start(3)
+    assert len(set(second)) == 1 and second[0] != first[0]
+    with pytest.raises(RuntimeError, match=r"ranks \[1\] did not join"):
+        D._fresh_namespace(store, 0, 2, timeout_s=0.2)

@@ -15,16 +15,13 @@ The data is generated the first time a split is opened, into ``root`` or, by def
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aqa_framework.component import PATH_PARAM
-from aqa_framework.errors import DataError
 from aqa_framework.video.cache import settings_hash
 from aqa_framework.video.dataset import SampleRecord
 from aqa_framework.video.params import expand_path
@@ -136,9 +133,9 @@ class SyntheticDivingDataset(MTLAQADataset):
 
     def _ensure_generated(self) -> None:
         from aqa_framework.synth.diving import GENERATOR_VERSION, MARKER, generate_diving
+        from aqa_framework.synth.first_use import ensure_generated
 
         p = self.params
-        root = self.root
         wanted = {
             "version": GENERATOR_VERSION,
             "dives": p.dives,
@@ -146,38 +143,17 @@ class SyntheticDivingDataset(MTLAQADataset):
             "size": list(p.size),
             "dives_per_event": p.dives_per_event,
         }
-        marker = root / MARKER
-        if not root.exists():
-            print(
-                f"Generating {p.dives} synthetic dives ({p.size[0]}x{p.size[1]}, seed {p.seed}) "
-                f"in {root} (first use) ...",
-                file=sys.stderr,
-                flush=True,
+
+        def generate() -> None:
+            summary = generate_diving(
+                self.root,
+                p.dives,
+                p.seed,
+                tuple(p.size),
+                dives_per_event=p.dives_per_event,
+                workers=p.workers,
             )
-            try:
-                summary = generate_diving(
-                    root,
-                    p.dives,
-                    p.seed,
-                    tuple(p.size),
-                    dives_per_event=p.dives_per_event,
-                    workers=p.workers,
-                )
-                log.info("generated %s dives in %.1f s", summary.dives, summary.seconds)
-            except DataError:
-                if not marker.is_file():  # not merely another process finishing first
-                    raise
-        if not marker.is_file():
-            raise DataError(
-                f"{root} exists but is not a synthetic dataset (no {MARKER}); choose another root"
-            )
-        try:
-            meta = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read {marker}: {exc}") from exc
-        found = {k: meta.get(k) for k in wanted}
-        if found != wanted:
-            raise DataError(
-                f"{root} holds synthetic data made with other settings ({found}, wanted "
-                f"{wanted}); delete it or choose another root"
-            )
+            log.info("generated %s dives in %.1f s", summary.dives, summary.seconds)
+
+        announce = f"{p.dives} synthetic dives ({p.size[0]}x{p.size[1]}, seed {p.seed})"
+        ensure_generated(self.root, MARKER, wanted, generate, announce)

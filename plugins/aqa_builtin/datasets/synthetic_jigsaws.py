@@ -13,15 +13,12 @@ The data is generated the first time a split is opened, into ``root`` or, by def
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aqa_framework.component import PATH_PARAM
-from aqa_framework.errors import DataError
 from aqa_framework.video.cache import settings_hash
 from aqa_framework.video.dataset import SampleRecord
 from aqa_framework.video.params import expand_path
@@ -158,42 +155,22 @@ class SyntheticJIGSAWSDataset(JIGSAWSDataset):
         return super().build_records()
 
     def _ensure_generated(self) -> None:
+        from aqa_framework.synth.first_use import ensure_generated
         from aqa_framework.synth.jigsaws import MARKER, generate_jigsaws
 
         p = self.params
-        root = self.root
-        wanted = _wanted(p)
-        marker = root / MARKER
-        if not root.exists():
-            print(
-                f"Generating {3 * p.trials_per_task} synthetic surgical trials "
-                f"({p.size[0]}x{p.size[1]}, seed {p.seed}) in {root} (first use) ...",
-                file=sys.stderr,
-                flush=True,
-            )
-            try:
-                generate_jigsaws(
-                    root,
-                    p.trials_per_task,
-                    p.seed,
-                    tuple(p.size),
-                    min_frames=p.min_frames,
-                    max_frames=p.max_frames,
-                )
-            except DataError:
-                if not marker.is_file():  # not merely another process finishing first
-                    raise
-        if not marker.is_file():
-            raise DataError(
-                f"{root} exists but is not a synthetic dataset (no {MARKER}); choose another root"
-            )
-        try:
-            meta = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read {marker}: {exc}") from exc
-        found = {k: meta.get(k) for k in wanted}
-        if found != wanted:
-            raise DataError(
-                f"{root} holds synthetic data made with other settings ({found}, wanted "
-                f"{wanted}); delete it or choose another root"
-            )
+        ensure_generated(
+            self.root,
+            MARKER,
+            _wanted(p),
+            lambda: generate_jigsaws(
+                self.root,
+                p.trials_per_task,
+                p.seed,
+                tuple(p.size),
+                min_frames=p.min_frames,
+                max_frames=p.max_frames,
+            ),
+            f"{3 * p.trials_per_task} synthetic surgical trials "
+            f"({p.size[0]}x{p.size[1]}, seed {p.seed})",
+        )

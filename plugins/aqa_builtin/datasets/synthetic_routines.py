@@ -13,8 +13,6 @@ reused afterwards.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aqa_framework.component import PATH_PARAM
 from aqa_framework.data.feature_dataset import FeatureParams
 from aqa_framework.data.label_table import TableLayout
-from aqa_framework.errors import DataError
 from aqa_framework.video.cache import settings_hash
 from aqa_framework.video.dataset import SampleRecord
 from aqa_framework.video.params import expand_path
@@ -128,34 +125,18 @@ class SyntheticRoutinesDataset(FeaturesDataset):
         return super().build_records()
 
     def _ensure_generated(self) -> None:
+        from aqa_framework.synth.first_use import ensure_generated
         from aqa_framework.synth.routines import MARKER, generate_routines
 
         p = self.params
         root = self.root_folder(p)
-        marker = root / MARKER
-        wanted = _wanted(p)
-        if not root.exists():
-            print(f"Generating {p.routines} synthetic routines (seed {p.seed}) in {root} "
-                  "(first use) ...", file=sys.stderr, flush=True)
-            try:
-                generate_routines(
-                    root, p.routines, p.seed, feature_dim=int(p.feature_dim),
-                    min_clips=p.min_clips, max_clips=p.max_clips, test_fraction=p.test_fraction,
-                )
-            except DataError:
-                if not marker.is_file():  # not merely another process finishing first
-                    raise
-        if not marker.is_file():
-            raise DataError(
-                f"{root} exists but is not a synthetic dataset (no {MARKER}); choose another root"
-            )
-        try:
-            meta = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read {marker}: {exc}") from exc
-        found = {k: meta.get(k) for k in wanted}
-        if found != wanted:
-            raise DataError(
-                f"{root} holds synthetic data made with other settings ({found}, wanted "
-                f"{wanted}); delete it or choose another root"
-            )
+        ensure_generated(
+            root,
+            MARKER,
+            _wanted(p),
+            lambda: generate_routines(
+                root, p.routines, p.seed, feature_dim=int(p.feature_dim),
+                min_clips=p.min_clips, max_clips=p.max_clips, test_fraction=p.test_fraction,
+            ),
+            f"{p.routines} synthetic routines (seed {p.seed})",
+        )

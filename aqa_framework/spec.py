@@ -289,6 +289,23 @@ def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[tuple
     return problems
 
 
+def flat_paths(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"a.b.c": value}``, the dotted paths ``--set`` uses.
+
+    Lists and empty mappings are values.
+    """
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flat_paths(v, path))
+        else:
+            out[path] = v
+    return out
+
+
 def parse_value(text: str) -> Any:
     """Parse an override value as YAML (``3``, ``1e-4``, ``true``, ``[a, b]``, ``null``)."""
     import yaml

@@ -91,6 +91,7 @@ from aqa_framework.resolve import (
     dump_resolved_spec,
     resolved_spec_dict,
 )
+from aqa_framework.spec import flat_paths
 from aqa_framework.spec_paths import absolute_paths
 
 # Spec paths that may change when a run is resumed (they do not change what is computed).
@@ -211,22 +212,9 @@ def _frame_size(dataset: Any) -> list[int] | None:
     return [int(size[0]), int(size[1])] if size else None
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        path = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, path))
-        else:
-            out[path] = v
-    return out
-
-
 def spec_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, str]]:
     """Paths whose values differ between a run's stored spec and a new one (resume check)."""
-    a, b = _flatten(stored), _flatten(current)
+    a, b = flat_paths(stored), flat_paths(current)
     problems = []
     for path in sorted(set(a) | set(b)):
         if any(path == p or path.startswith(p + ".") for p in RESUMABLE_CHANGES):

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from aqa_framework.engine.events import Callback, Registered, origin_of
 from aqa_framework.errors import PluginError, SpecError
+from aqa_framework.spec import flat_paths
 
 __all__ = ["Tracker", "TrackerEntry", "flatten", "resolve_trackers", "tracker_entries"]
 
@@ -178,18 +179,8 @@ def resolve_trackers(
     return out
 
 
-def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as ``{"a.b.c": value}`` (lists and empty mappings are values)."""
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        path = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, path))
-        else:
-            out[path] = v
-    return out
+flatten = flat_paths
+"""A nested mapping as ``{"a.b.c": value}`` (:func:`aqa_framework.spec.flat_paths`)."""
 
 
 def epoch_scalars(record: dict[str, Any]) -> dict[str, float]:

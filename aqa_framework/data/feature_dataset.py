@@ -32,12 +32,12 @@ from aqa_framework.data.feature_files import (
     feature_dim_from_manifest,
     load_feature_file,
 )
-from aqa_framework.data.skipping import skipped_sample
 from aqa_framework.errors import DataError
 from aqa_framework.interfaces import InputKind, VideoDataset
 from aqa_framework.targets import Targets
 from aqa_framework.video.dataset import (
     DataSkipWarning,
+    RecordSplit,
     SampleRecord,
     _bad_arrays,
     _nonfinite_scores,
@@ -93,7 +93,7 @@ class FeatureParams(BaseModel):
     )
 
 
-class FeatureDataset(VideoDataset):
+class FeatureDataset(RecordSplit, VideoDataset):
     """Base of datasets whose samples are sequences of pre-extracted clip features.
 
     Subclasses implement :meth:`build_records` (one record per video, ``source`` = feature
@@ -187,40 +187,8 @@ class FeatureDataset(VideoDataset):
 
     # ----------------------------------------------------------------------------- samples
 
-    @property
-    def targets(self) -> Targets:
-        """What this dataset provides."""
-        return self._targets
-
-    @property
-    def keys(self) -> list[str]:
-        """Sample keys of this split, in index order."""
-        return [r.key for r in self.records]
-
-    def __len__(self) -> int:
-        """Number of samples in the split."""
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """Load sample ``index`` (a skipped-sample marker for a bad file under ``skip``)."""
-        if not 0 <= index < len(self.records):
-            raise IndexError(f"sample index {index} out of range (split has {len(self)})")
-        rec = self.records[index]
-        if self.params.on_error == "raise":
-            return self._sample(rec)
-        if index in self._bad:
-            return skipped_sample(rec.key, self._bad[index])
-        try:
-            return self._sample(rec)
-        except DataError as exc:
-            self._bad[index] = str(exc)
-            warnings.warn(
-                f"dataset '{self.name}' ({self.split} split): leaving out sample {rec.key}: "
-                f"{exc}",
-                DataSkipWarning,
-                stacklevel=2,
-            )
-            return skipped_sample(rec.key, str(exc))
+    def _leaving_out(self, rec: SampleRecord, exc: DataError) -> str:
+        return f"sample {rec.key}: {exc}"
 
     def _window(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         length = self.params.train_length if self.train else self.params.test_length
@@ -285,15 +253,3 @@ class FeatureDataset(VideoDataset):
         more = len(lines) - _MAX_LISTED
         return lines[:_MAX_LISTED] + ([f"... and {more} more"] if more > 0 else [])
 
-    def _report(self, problems: list[tuple[str, str]]) -> None:
-        where = f"dataset '{self.name}' ({self.split} split)"
-        body = "\n  ".join(self._listed([f"sample {k}: {m}" for k, m in problems]))
-        if self.params.on_error == "raise":
-            raise DataError(
-                f"{where}: {len(problems)} bad sample(s):\n  {body}\n"
-                "(fix the files, or set on_error: skip to leave such samples out)"
-            )
-        n_bad = len({key for key, _ in problems})
-        warnings.warn(
-            f"{where}: skipped {n_bad} bad sample(s):\n  {body}", DataSkipWarning, stacklevel=3
-        )

@@ -27,7 +27,7 @@ from aqa_framework.targets import Targets
 from aqa_framework.video.loader import ClipLoader, frame_naming
 from aqa_framework.video.params import VideoParams, video_input_shape
 
-__all__ = ["ClipDataset", "DataSkipWarning", "SampleRecord", "ScoreRangeWarning"]
+__all__ = ["ClipDataset", "DataSkipWarning", "RecordSplit", "SampleRecord", "ScoreRangeWarning"]
 
 _MAX_LISTED = 5
 
@@ -97,7 +97,100 @@ class SampleRecord:
     arrays: dict[str, Any] = field(default_factory=dict)
 
 
-class ClipDataset(VideoDataset):
+class RecordSplit:
+    """A split held as records (one per sample, with a ``key``), loaded one by one.
+
+    The members :class:`ClipDataset` and
+    :class:`~aqa_framework.data.feature_dataset.FeatureDataset` share: the targets, keys and
+    length of the split, loading a sample through ``_sample(record)`` with ``on_error: skip``
+    (a sample that fails is left out, named once, never replaced), and reporting the problems
+    found when the split was opened. Subclasses set ``records``, ``_targets`` and ``_bad``.
+    """
+
+    records: list[Any]
+    _targets: Targets
+    _bad: dict[int, str]
+
+    def _sample(self, rec: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _leaving_out(self, rec: Any, exc: DataError) -> str:
+        """What the warning of a sample left out says after "leaving out"."""
+        return str(exc)
+
+    @property
+    def targets(self) -> Targets:
+        """What this dataset provides."""
+        return self._targets
+
+    @property
+    def keys(self) -> list[str]:
+        """Sample keys of this split, in index order."""
+        return [r.key for r in self.records]
+
+    def __len__(self) -> int:
+        """Number of samples in the split."""
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Load sample ``index``.
+
+        With ``on_error: skip`` a sample that cannot be loaded is left out, never replaced by
+        another: a warning names it and the result is a
+        :func:`~aqa_framework.data.skipping.skipped_sample` marker (key and reason, no data),
+        which the engine's collate drops from the batch and counts.
+        """
+        if not 0 <= index < len(self.records):
+            raise IndexError(f"sample index {index} out of range (split has {len(self)})")
+        rec = self.records[index]
+        if self.params.on_error == "raise":
+            return self._sample(rec)
+        if index in self._bad:
+            return skipped_sample(rec.key, self._bad[index])
+        try:
+            return self._sample(rec)
+        except DataError as exc:
+            self._bad[index] = str(exc)
+            warnings.warn(
+                f"dataset '{self.name}' ({self.split} split): leaving out "
+                f"{self._leaving_out(rec, exc)}",
+                DataSkipWarning,
+                stacklevel=2,
+            )
+            return skipped_sample(rec.key, str(exc))
+
+    def sample_targets(self, index: int) -> dict[str, Any]:
+        """Key and targets of sample ``index`` from its annotation record (no video decoded)."""
+        rec = self.records[index]
+        out: dict[str, Any] = {"key": rec.key, "scores": dict(rec.scores)}
+        if rec.classes:
+            out["classes"] = dict(rec.classes)
+        if self._targets.arrays:
+            out["arrays"] = {
+                name: torch.as_tensor(rec.arrays[name], dtype=torch.float32)
+                for name in self._targets.arrays
+            }
+        return out
+
+    def _report(self, problems: list[tuple[str, str]]) -> None:
+        where = f"dataset '{self.name}' ({self.split} split)"
+        lines = [f"sample {key}: {msg}" for key, msg in problems[:_MAX_LISTED]]
+        more = len(problems) - _MAX_LISTED
+        if more > 0:
+            lines.append(f"... and {more} more")
+        body = "\n  ".join(lines)
+        if self.params.on_error == "raise":
+            raise DataError(
+                f"{where}: {len(problems)} bad sample(s):\n  {body}\n"
+                "(fix the files, or set on_error: skip to leave such samples out)"
+            )
+        n_bad = len({key for key, _ in problems})
+        warnings.warn(
+            f"{where}: skipped {n_bad} bad sample(s):\n  {body}", DataSkipWarning, stacklevel=3
+        )
+
+
+class ClipDataset(RecordSplit, VideoDataset):
     """Base of datasets whose samples are windows of a video cut into clips.
 
     Subclasses implement :meth:`build_records` and :meth:`build_targets`. Frame folders use
@@ -269,59 +362,6 @@ class ClipDataset(VideoDataset):
     def build_targets(self) -> Targets:
         """The targets the dataset provides (called after :meth:`build_records`)."""
 
-    @property
-    def targets(self) -> Targets:
-        """What this dataset provides."""
-        return self._targets
-
-    @property
-    def keys(self) -> list[str]:
-        """Sample keys of this split, in index order."""
-        return [r.key for r in self.records]
-
-    def __len__(self) -> int:
-        """Number of samples in the split."""
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """Load sample ``index``.
-
-        With ``on_error: skip`` a sample that cannot be loaded is left out, never replaced by
-        another: a warning names it and the result is a
-        :func:`~aqa_framework.data.skipping.skipped_sample` marker (key and reason, no data),
-        which the engine's collate drops from the batch and counts.
-        """
-        if not 0 <= index < len(self.records):
-            raise IndexError(f"sample index {index} out of range (split has {len(self)})")
-        rec = self.records[index]
-        if self.params.on_error == "raise":
-            return self._sample(rec)
-        if index in self._bad:
-            return skipped_sample(rec.key, self._bad[index])
-        try:
-            return self._sample(rec)
-        except DataError as exc:
-            self._bad[index] = str(exc)
-            warnings.warn(
-                f"dataset '{self.name}' ({self.split} split): leaving out {exc}",
-                DataSkipWarning,
-                stacklevel=2,
-            )
-            return skipped_sample(rec.key, str(exc))
-
-    def sample_targets(self, index: int) -> dict[str, Any]:
-        """Key and targets of sample ``index`` from its annotation record (no video decoded)."""
-        rec = self.records[index]
-        out: dict[str, Any] = {"key": rec.key, "scores": dict(rec.scores)}
-        if rec.classes:
-            out["classes"] = dict(rec.classes)
-        if self._targets.arrays:
-            out["arrays"] = {
-                name: torch.as_tensor(rec.arrays[name], dtype=torch.float32)
-                for name in self._targets.arrays
-            }
-        return out
-
     def _sample(self, rec: SampleRecord) -> dict[str, Any]:
         video = self._loader.load(
             rec.key, rec.source, end=rec.end, start=rec.start, train=self.train
@@ -405,20 +445,3 @@ class ClipDataset(VideoDataset):
                 ScoreRangeWarning,
                 stacklevel=3,
             )
-
-    def _report(self, problems: list[tuple[str, str]]) -> None:
-        where = f"dataset '{self.name}' ({self.split} split)"
-        lines = [f"sample {key}: {msg}" for key, msg in problems[:_MAX_LISTED]]
-        more = len(problems) - _MAX_LISTED
-        if more > 0:
-            lines.append(f"... and {more} more")
-        body = "\n  ".join(lines)
-        if self.params.on_error == "raise":
-            raise DataError(
-                f"{where}: {len(problems)} bad sample(s):\n  {body}\n"
-                "(fix the files, or set on_error: skip to leave such samples out)"
-            )
-        n_bad = len({key for key, _ in problems})
-        warnings.warn(
-            f"{where}: skipped {n_bad} bad sample(s):\n  {body}", DataSkipWarning, stacklevel=3
-        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,12 +27,16 @@ def run_gru(gru: nn.GRU, x: Tensor, state: Tensor | None = None) -> tuple[Tensor
 
     CUDA autocast runs cuDNN RNNs in fp16 whatever autocast dtype was asked for, and bf16
     training uses no loss scaling: the small caption gradients (loss weight 0.01) would
-    underflow in fp16. A GRU call is latency-bound here, so fp32 costs little.
+    underflow in fp16. A GRU call is latency-bound here, so fp32 costs little. On a CPU the
+    GRU runs through :func:`aqa_builtin.cpu_gru.gru_forward` (the same computation, with
+    the recurrent weights' gradients formed in one product instead of one per step).
     """
+    from aqa_builtin.cpu_gru import gru_forward
+
     if torch.is_autocast_enabled(x.device.type):
         with torch.autocast(x.device.type, enabled=False):
-            return gru(x.float(), None if state is None else state.float())
-    return gru(x, state)
+            return gru_forward(gru, x.float(), None if state is None else state.float())
+    return gru_forward(gru, x, state)
 
 
 class CaptionParams(BaseModel):
@@ -250,6 +254,24 @@ class CaptionHead(TaskHead):
         out, state = run_gru(self.decoder, x, state)
         return self.out(out[:, 0]).float().log_softmax(dim=-1), state
 
+    def _stepper(self, enc: Tensor) -> Callable[[int, Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """One decoding step ``(t, previous words, state) -> (log-probabilities, state)``.
+
+        On a CPU in fp32 the encoder outputs' share of the decoder's input projection is
+        computed for all steps at once (:class:`~aqa_builtin.cpu_gru.StepwiseGRU`).
+        """
+        from aqa_builtin.cpu_gru import StepwiseGRU, fast_path_applies
+
+        if not fast_path_applies(self.decoder, enc):
+            return lambda t, words, state: self._step(enc[:, t], words, state)
+        gru = StepwiseGRU(self.decoder, enc)
+
+        def step(t: int, words: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+            out, state = gru.step(t, self.embedding(words), state)
+            return self.out(out).float().log_softmax(dim=-1), state
+
+        return step
+
     @torch.no_grad()
     def decode(self, seq: Tensor) -> Tensor:
         """Decode captions for an encoder input sequence ``(B, N, D)``.
@@ -267,12 +289,13 @@ class CaptionHead(TaskHead):
         """Greedy decoding (most likely word at each step)."""
         cap = self.targets.captions
         enc, state = self._start(seq)
+        step = self._stepper(enc)
         b = seq.shape[0]
         words = torch.full((b,), cap.sos_index, dtype=torch.long, device=seq.device)
         finished = torch.zeros(b, dtype=torch.bool, device=seq.device)
         tokens = []
         for t in range(self.max_steps):
-            logp, state = self._step(enc[:, t], words, state)
+            logp, state = step(t, words, state)
             words = logp.argmax(dim=-1).masked_fill(finished, cap.pad_index)
             tokens.append(words)
             finished = finished | (words == cap.eos_index)
@@ -292,6 +315,7 @@ class CaptionHead(TaskHead):
         enc, state = self._start(seq)
         enc = enc.repeat_interleave(k, dim=0)
         state = state.repeat_interleave(k, dim=1)
+        step = self._stepper(enc)
         dev = seq.device
         scores = torch.full((b, k), float("-inf"), device=dev)
         scores[:, 0] = 0.0
@@ -302,7 +326,7 @@ class CaptionHead(TaskHead):
         done_row = torch.full((v,), float("-inf"), device=dev)
         done_row[cap.pad_index] = 0.0
         for t in range(self.max_steps):
-            logp, state = self._step(enc[:, t], words, state)
+            logp, state = step(t, words, state)
             logp = torch.where(finished.unsqueeze(2), done_row, logp.view(b, k, v))
             top, idx = (scores.unsqueeze(2) + logp).view(b, k * v).topk(k, dim=1)
             beam, word = idx // v, idx % v

@@ -113,10 +113,19 @@ class DataSpec(ComponentSpec):
 class OptimizerSpec(_Strict):
     """Optimizer, created through timm's ``create_optimizer_v2``."""
 
-    name: str = Field("adam", description="timm optimizer name (adam, adamw, sgd, ...).")
+    name: str = Field(
+        "adam",
+        description="timm optimizer name (adam, adamw, momentum, sgd, ...). In timm 'sgd' and "
+        "'nesterov' are SGD with Nesterov momentum; 'momentum' is torch's plain momentum SGD.",
+    )
     lr: float = Field(1e-4, gt=0, description="Initial learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Weight decay.")
     momentum: float = Field(0.9, ge=0, description="Momentum (SGD-style optimizers).")
+    decay_all: bool = Field(
+        False,
+        description="Apply weight decay to biases and normalisation weights too, as torch's "
+        "optimizers do when given model.parameters(); default: not, as timm's factory does.",
+    )
 
 
 class SchedulerSpec(_Strict):

@@ -152,3 +152,30 @@ def test_resume_restores_the_groups_bit_exactly(tmp_path):
         assert torch.equal(v, b.model_state[k]), k
     lrs = sorted({g["lr"] for g in a.training_state["optimizer"]["param_groups"]})
     assert lrs == pytest.approx([0.001, 0.01])
+
+
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_decay_all_decays_biases_too_as_torch_optimizers_do(with_groups):
+    overrides = ["train.optimizer.decay_all=true"]
+    if not with_groups:
+        overrides.append("train.param_groups=[]")
+    res = resolved(*overrides)
+    model = tiny_model(res)
+    opt = build_optimizer(model, res.spec.train)
+    backbone = {id(p) for p in model.backbone.parameters()}
+    for group in opt.param_groups:
+        ids = {id(p) for p in group["params"]}
+        expected = 0.0 if with_groups and ids <= backbone else 0.001
+        assert group["weight_decay"] == expected
+    bias = model.aggregator.fc.bias
+    assert any(id(bias) in {id(p) for p in g["params"]} and g["weight_decay"] == 0.001
+               for g in opt.param_groups)
+
+
+def test_timm_optimizer_names_momentum_is_plain_sgd_and_sgd_is_nesterov():
+    model = nn.Linear(2, 2)
+    plain = build_optimizer(model, TrainSpec(optimizer={"name": "momentum", "lr": 0.1}))
+    nesterov = build_optimizer(model, TrainSpec(optimizer={"name": "sgd", "lr": 0.1}))
+    assert isinstance(plain, torch.optim.SGD) and not plain.defaults["nesterov"]
+    assert plain.defaults["momentum"] == 0.9
+    assert nesterov.defaults["nesterov"]

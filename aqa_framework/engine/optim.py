@@ -40,6 +40,7 @@ def build_optimizer(model: torch.nn.Module, train: TrainSpec) -> torch.optim.Opt
             lr=opt.lr,
             weight_decay=opt.weight_decay,
             momentum=opt.momentum,
+            filter_bias_and_bn=not opt.decay_all,
             **extra,
         )
     except ValueError as exc:
@@ -72,7 +73,7 @@ def parameter_groups(model: torch.nn.Module, train: TrainSpec) -> list[dict[str,
     :func:`names_module`), else the default group. A group's learning rate is
     ``train.optimizer.lr x lr_scale`` (timm's schedules then follow each group's own initial
     rate, keeping the ratio at every step). As timm does by default, biases and 1-D weights
-    get no weight decay.
+    get no weight decay unless ``train.optimizer.decay_all``.
 
     Raises:
         SpecError: At ``train.param_groups.<i>.modules`` for a path naming no parameter.
@@ -110,8 +111,9 @@ def parameter_groups(model: torch.nn.Module, train: TrainSpec) -> list[dict[str,
         decay = group.weight_decay if group is not None and group.weight_decay is not None else None
         wd = opt.weight_decay if decay is None else decay
         extra = {"lr": opt.lr * scale} if group is not None else {}
-        plain = [p for n, p in params if not (wd and _no_decay(n, p))]
-        free = [p for n, p in params if wd and _no_decay(n, p)]
+        exempt = bool(wd) and not opt.decay_all
+        plain = [p for n, p in params if not (exempt and _no_decay(n, p))]
+        free = [p for n, p in params if exempt and _no_decay(n, p)]
         for chosen, value in ((plain, wd), (free, 0.0)):
             if chosen:
                 out.append({"params": chosen, "weight_decay": value, **extra})

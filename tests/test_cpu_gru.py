@@ -139,3 +139,12 @@ def test_caption_decoding_is_unchanged_by_the_fast_path(monkeypatch, decoding):
     plain = head(features, None)["tokens"]
     assert fast.shape[1] == head.max_steps
     torch.testing.assert_close(fast, plain)
+
+
+def test_runs_under_torch_compile_without_packing():
+    """Inductor wants oneDNN-packed weights to be constants: compiled code does not pack."""
+    gru = _pair(layers=1, dropout=0.0)
+    x = torch.randn(3, cpu_gru.PACK_MIN_STEPS, 12)
+    compiled = torch.compile(lambda inp: gru_forward(gru, inp)[0])
+    out = compiled(x)
+    torch.testing.assert_close(out, gru(x)[0], rtol=1e-5, atol=1e-6)

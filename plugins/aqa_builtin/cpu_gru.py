@@ -51,6 +51,8 @@ def _onednn_ok() -> bool:
 
 def _packs(rows: int, steps: int) -> bool:
     """Whether the weight of a recurrence of ``rows`` rows and ``steps`` steps is packed."""
+    if torch.compiler.is_compiling():  # inductor wants packed weights to be constants
+        return False
     return rows > 1 and steps >= PACK_MIN_STEPS and _onednn_ok()
 
 

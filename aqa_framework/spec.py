@@ -173,7 +173,9 @@ class TrainSpec(_Strict):
         "list of module paths (e.g. [backbone]).",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="'auto' is bf16 autocast on a GPU that supports it, else fp32."
+        "auto",
+        description="'auto' is bf16 autocast on a GPU that supports it and on a CPU with native "
+        "bf16 (AVX-512 BF16, AMX, Arm BF16), else fp32.",
     )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     compile: bool = Field(False, description="Wrap the model in torch.compile.")

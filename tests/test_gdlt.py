@@ -97,6 +97,9 @@ def test_gdlt_mask_hides_padding():
     assert torch.allclose(a, b, atol=1e-5)
     c = head(y, None)["score"]  # unmasked, the padding counts
     assert not torch.allclose(a[1], c[1], atol=1e-4)
+    # a mask with nothing padded is dropped (faster attention) and changes nothing
+    full = torch.ones(2, 6, dtype=torch.bool)
+    torch.testing.assert_close(head(x, {"video_mask": full})["score"], head(x, None)["score"])
 
 
 def test_hardest_triplet_loss():
@@ -143,6 +146,8 @@ def test_transformer_aggregator_contract_and_mask():
         y[1, 3:] = 50.0
         assert agg(x, mask=mask).shape == (2, 8)
         assert torch.allclose(agg(x, mask=mask), agg(y, mask=mask), atol=1e-5)
+        full = torch.ones(2, 5, dtype=torch.bool)
+        torch.testing.assert_close(agg(x, mask=full), agg(x))
         with pytest.raises(ValueError, match="max_length"):
             agg(torch.randn(1, 11, 6))
     with pytest.raises(ValueError, match="divisible"):

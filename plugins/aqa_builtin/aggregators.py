@@ -232,7 +232,8 @@ class TransformerAggregator(Aggregator):
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
             if keep is not None:
                 keep = torch.cat([keep.new_ones(keep.shape[0], 1), keep], dim=1)
-        h = self.encoder(x, src_key_padding_mask=None if keep is None else ~keep)
+        padded = keep is not None and not bool(keep.all())
+        h = self.encoder(x, src_key_padding_mask=~keep if padded else None)
         if self.cls is not None:
             return h[:, 0]
         if keep is None:

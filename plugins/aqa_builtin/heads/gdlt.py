@@ -199,6 +199,8 @@ class GDLTHead(TaskHead):
         pad = None
         if batch is not None and self.params.mask_padding and "video_mask" in batch:
             pad = ~torch.as_tensor(batch["video_mask"], device=x.device).bool()
+            if not bool(pad.any()):  # nothing padded: the unmasked attention is faster
+                pad = None
         memory = self.encoder(x, src_key_padding_mask=pad)
         queries = self.prototype.weight.unsqueeze(0).expand(x.shape[0], -1, -1)
         decoded = self.decoder(queries, memory, memory_key_padding_mask=pad)

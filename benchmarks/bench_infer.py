@@ -40,6 +40,11 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     bl.add_common_args(parser)
+    parser.add_argument(
+        "--throughput-batch", type=int, default=8,
+        help="also time ours on batches of this many videos (per-video time, as `aqa evaluate` "
+        "with data.eval_batch_size runs); 0: no such row",
+    )
     args = parser.parse_args(argv)
     if args.batch is None:
         args.batch = 1
@@ -69,10 +74,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     seen: dict[str, Any] = {}
 
-    def ours_step(video: torch.Tensor) -> dict[str, Any]:
+    def ours_step(video: torch.Tensor, name: str = "ours") -> dict[str, Any]:
         with torch.no_grad(), autocast(device, settings.precision):
             outputs = forward(video, None)
-        seen["ours"] = outputs["caption"]["tokens"].tolist()
+        seen[name] = outputs["caption"]["tokens"].tolist()
         return model.predict(outputs)
 
     def ref_step(video: torch.Tensor) -> list[str]:
@@ -93,6 +98,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     contenders: dict[str, tuple[int, Any]] = {
         "ours": (settings.batch, lambda: ours_step(video))
     }
+    many = args.throughput_batch
+    if many and many != settings.batch:
+        videos = bl.make_batch(cfg, many, device, seed=settings.seed + 3)["video"]
+        contenders[f"ours@batch{many}"] = (many, lambda: ours_step(videos, f"ours@batch{many}"))
     if reference is not None:
         ref_video = bl.make_batch(cfg, settings.ref_batch, device, seed=settings.seed + 1)["video"]
         contenders["official"] = (settings.ref_batch, lambda: ref_step(ref_video))

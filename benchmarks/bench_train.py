@@ -56,6 +56,43 @@ def _ours(model: torch.nn.Module, settings: bl.RunSettings, batch: int) -> Any:
     return step
 
 
+def _backbone_only(model: torch.nn.Module, settings: bl.RunSettings, batch: int) -> Any:
+    """Forward and backward of our backbone alone on the same clips (the step's floor).
+
+    The official step runs the same convolutions, so ``official step / this`` bounds the
+    ratio any change outside the backbone can reach on this machine.
+    """
+    from aqa_framework.engine.precision import autocast
+
+    data = bl.make_batch(settings.cfg, batch, settings.device, seed=settings.seed + 1)
+    clips = data["video"].flatten(0, 1)
+    if settings.channels_last:
+        clips = clips.contiguous(memory_format=torch.channels_last_3d)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        with autocast(settings.device, settings.precision):
+            features = model.backbone(clips)
+        features.float().sum().backward()
+
+    return step
+
+
+def _floor(rows: dict[str, dict[str, Any]], timing: bl.Timing) -> dict[str, Any]:
+    """The backbone-only time, its share of our step and the ratio it caps (printed)."""
+    backbone_s = timing.median
+    out = {
+        "step_ms": backbone_s * 1e3,
+        "share_of_our_step": backbone_s / (rows["ours"]["step_ms"] / 1e3),
+        "ceiling_ratio": rows["official"]["step_ms"] / 1e3 / backbone_s,
+        "timing": timing.as_dict(),
+    }
+    print(f"ours: backbone only (forward + backward of the same clips) {out['step_ms']:.1f} ms "
+          f"= {out['share_of_our_step']:.0%} of our step; ratio if all else took no time: "
+          f"{out['ceiling_ratio']:.2f}x")
+    return out
+
+
 def _initial_losses(model: Any, reference: Any, settings: bl.RunSettings) -> dict[str, float]:
     """Both losses on one batch from the same weights (eval mode: no dropout)."""
     from aqa_framework.engine.precision import autocast
@@ -125,12 +162,20 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         data = bl.make_batch(cfg, settings.ref_batch, device, seed=settings.seed + 1)
         contenders["official"] = (
             settings.ref_batch, lambda: reference.train_step(data, optimizer))
-    timings = bl.time_interleaved({k: v[1] for k, v in contenders.items()}, settings.steps,
+    floor = None
+    if reference is not None and settings.ref_batch == settings.batch:
+        floor = _backbone_only(model, settings, settings.batch)
+        contenders_all = {**contenders, "ours: backbone only": (settings.batch, floor)}
+    else:
+        contenders_all = contenders
+    timings = bl.time_interleaved({k: v[1] for k, v in contenders_all.items()}, settings.steps,
                                   settings.warmup, device)
     for name, (batch, _) in contenders.items():
         record(name, batch, timings[name])
     if reference is not None:
         results["ratios"] = bl.ratios_vs_official(rows, "samples_per_s", "samples/s")
+    if floor is not None:
+        results["backbone_only"] = _floor(rows, timings["ours: backbone only"])
     results["rows"] = rows
     bl.write_json(args.json, results)
     return results

@@ -51,6 +51,11 @@ def test_bench_train_small_prints_throughput_flops_and_ratio(bench, capsys, tmp_
         assert row["samples_per_s"] > 0 and row["backbone_tflops"] > 0
     assert results["initial_loss"]["relative_difference"] < 1e-5
     assert json.loads(out_file.read_text())["benchmark"] == "train"
+    # the backbone alone, timed in the same rounds, bounds what the rest can gain
+    assert "ours: backbone only" in text
+    floor = results["backbone_only"]
+    assert floor["step_ms"] > 0 and floor["ceiling_ratio"] == pytest.approx(
+        results["rows"]["official"]["step_ms"] / floor["step_ms"])
 
 
 def test_bench_infer_small_prints_latency_and_ratio(bench, capsys):
@@ -61,6 +66,9 @@ def test_bench_infer_small_prints_latency_and_ratio(bench, capsys):
         assert field in text, f"missing {field!r} in:\n{text}"
     assert results["rows"]["ours"]["ms_per_video"] > 0
     assert results["rows"]["official"]["mean_caption_tokens"] == results["max_decode_steps"]
+    # throughput at an evaluation batch: per-video time of 8 videos decoded together
+    assert results["rows"]["ours@batch8"]["batch"] == 8
+    assert "ours@batch8/official" in results["ratios"]
 
 
 def test_bench_data_small_prints_frame_rates_and_ratio(bench, capsys):
@@ -88,28 +96,48 @@ def test_bench_data_writes_its_rates_and_ratios_as_json(bench, tmp_path, capsys)
 def test_run_all_reads_goals_off_results_and_says_what_was_not_measured(bench):
     run_all = importlib.import_module("run_all")
     names = [name for name, _ in run_all.plan(small=True, gpu=False, workers=2)]
-    assert names == ["train", "train-bf16", "infer", "data", "data-640x360"]
+    assert names == ["train", "infer", "methods", "extract", "data", "data-640x360"]
+    # a CPU with native bf16 trains in bf16 by default: fp32 is measured as well
+    assert "train-fp32" in [n for n, _ in run_all.plan(small=True, gpu=False, workers=2,
+                                                       bf16=True)]
     gpu_names = [name for name, _ in run_all.plan(small=False, gpu=True, workers=8)]
-    assert "train-compile" in gpu_names and "train-bf16" not in gpu_names
+    assert "train-compile" in gpu_names and "train-fp32" not in gpu_names
 
-    def train(sps, ratio, tflops):
+    def train(sps, ratio, tflops, precision="fp32"):
         return {"rows": {"ours": {"samples_per_s": sps, "backbone_tflops": tflops}},
-                "ratios": {"ours/official": ratio}}
+                "ratios": {"ours/official": ratio}, "settings": {"precision": precision},
+                "backbone_only": {"share_of_our_step": 0.6, "ceiling_ratio": 3.4}}
 
     data = {"ratios": {"decord/JPEG folder (PIL)": {"pipeline": 0.9},
                        "decord/JPEG folder (PIL, full size)": {"pipeline": 1.9}},
             "frames_per_s": {"decord whole video: DataLoader x8": 20000.0}}
-    cpu = dict(run_all.summarise({"train": train(13, 2.02, 0.1), "train-bf16": None,
-                                  "data": data}, small=True))
-    assert cpu["CPU training step, ours / official (default fp32)"].endswith(": met")
-    assert cpu["CPU training step, ours bf16 / official"] == "not measured"
+    infer = {"ratios": {"ours/official": 3.1, "ours@batch8/official": 4.7}}
+    methods = {"methods": {"musdl": {"ratios": {"ours/official": 1.8}},
+                           "core": {"ratios": {"ours/official": 1.5},
+                                    "voting": {"ratios": {"ours/official": 2.6}}},
+                           "gdlt": None}}
+    extract = {"backbones": {"c3d": {"ratios": {"ours/official": 2.0}}}}
+    cpu = dict(run_all.summarise({"train": train(13, 2.2, 0.1), "infer": infer,
+                                  "methods": methods, "extract": extract, "data": data},
+                                 small=True))
+    line = cpu["CPU training step, ours / official (fp32)"]
+    assert line.startswith("2.20 (goal >= 3): MISSED") and "3.40x if all else" in line
+    assert cpu["CPU inference per video, ours / official (batch 1)"].endswith(": met")
+    assert cpu["CPU inference per video, ours@batch8/official (no goal)"] == "4.70x measured"
+    assert cpu["GPU training, ours / official"] == "not measured (no GPU in this run)"
     assert cpu["decord / JPEG folder (PIL), per frame"].endswith("MISSED")
     assert cpu["decord / JPEG folder (PIL, full size), per frame"].endswith(": met")
-    gpu = dict(run_all.summarise({"train": train(160, 14.0, 260.0), "data": data}, small=False))
+    assert cpu["CORE test-time voting, ours / official (no goal)"] == "2.60x measured"
+    assert cpu["GDLT training step, ours / official (no goal)"] == "not measured"
+    assert cpu["feature extraction clips/s, c3d, ours / official (no goal)"] == "2.00x measured"
+    gpu = dict(run_all.summarise({"train": train(160, 14.0, 260.0, "bf16"), "data": data},
+                                 small=False))
     assert gpu["GPU training, samples/s (best of the training runs)"].startswith("160.00")
     assert gpu["GPU training, ours / official"].endswith("MISSED")
     assert gpu["GPU backbone TFLOP/s"].endswith(": met")
-    assert gpu["data pipeline frames/s for that rate (15,360 needed)"].endswith(": met")
+    assert gpu["GPU data pipeline frames/s for that rate (15,360 needed)"].endswith(": met")
+    assert gpu["CPU training step, ours / official (default)"] == "not measured"
+    assert gpu["feature extraction clips/s (no goal)"] == "not measured"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -104,7 +104,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                         "vocabulary 200, 20-word captions)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                        help="our precision ('auto': bf16 on a GPU, fp32 on a CPU); the "
+                        help="our precision ('auto': bf16 on a GPU and on a CPU with native "
+                        "bf16, else fp32); the "
                         "official approach always runs fp32")
     parser.add_argument("--batch", type=int, default=None,
                         help="our batch size (default: 24 paper, 3 small)")

@@ -298,3 +298,16 @@ def test_adam_uses_the_fused_step_and_sgd_the_default():
     before = model.weight.detach().clone()
     adam.step()
     assert not torch.equal(before, model.weight)
+
+
+def test_profile_step_lists_the_top_operators_per_step(bench, capsys):
+    profile_step = importlib.import_module("profile_step")
+    results = profile_step.run([*FAST, "--top", "5"])
+    text = capsys.readouterr().out
+    assert "top 5 operators by self CPU time, per step (batch 3)" in text
+    rows = results["top"]
+    assert len(rows) == 5 and all(r["ms_per_step"] > 0 for r in rows)
+    assert [r["ms_per_step"] for r in rows] == sorted((r["ms_per_step"] for r in rows),
+                                                      reverse=True)
+    # a training step of C3D spends its time in convolutions
+    assert any("convolution" in r["name"] for r in rows)

@@ -148,3 +148,15 @@ def test_runs_under_torch_compile_without_packing():
     compiled = torch.compile(lambda inp: gru_forward(gru, inp)[0])
     out = compiled(x)
     torch.testing.assert_close(out, gru(x)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_weights_get_no_gradient_and_the_input_still_does():
+    gru = _pair(layers=2, dropout=0.0)
+    for p in gru.parameters():
+        p.requires_grad_(False)
+    x = torch.randn(3, 5, 12, requires_grad=True)
+    gru_forward(gru, x)[0].sum().backward()
+    assert all(p.grad is None for p in gru.parameters())
+    ref = x.detach().clone().requires_grad_(True)
+    gru(ref)[0].sum().backward()
+    torch.testing.assert_close(x.grad, ref.grad, rtol=1e-4, atol=1e-5)

@@ -137,14 +137,19 @@ class _Recurrence(torch.autograd.Function):
             dh = back(d_gh[t]).addcmul_(dh, z[t])
         d_gi[:, :, :two] = d_gh[:, :, :two]
         flat = d_gh.reshape(steps * rows, 3 * hidden)
-        d_w = flat.t() @ states[:-1].reshape(steps * rows, hidden)
-        return d_gi, dh, d_w, flat.sum(0)
+        d_w = d_b = None
+        if ctx.needs_input_grad[2]:
+            d_w = flat.t() @ states[:-1].reshape(steps * rows, hidden)
+        if ctx.needs_input_grad[3]:
+            d_b = flat.sum(0)
+        return d_gi, dh, d_w, d_b
 
 
 def fast_path_applies(gru: nn.GRU, x: Tensor) -> bool:
     """Whether :func:`gru_forward` replaces ``gru(x, state)``: a plain fp32 GRU on the CPU."""
     return (
-        x.device.type == "cpu"
+        isinstance(x, Tensor)
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and gru.batch_first
         and gru.bias

@@ -324,24 +324,11 @@ def make_batches(cfg: MethodConfig, model: Any, batch: int, seed: int,
 def _ours(model: Any, train: Any, settings: bl.RunSettings, data: dict[str, Any]) -> Any:
     """Our training step (as ``aqa_framework.engine.loop``) on a fixed batch."""
     from aqa_framework.engine.loop import partner_inputs
-    from aqa_framework.engine.precision import autocast
     from aqa_framework.engine.train_state import TrainState
 
     state = TrainState.for_model(model, train, settings.device, settings.precision)
-    optimizer, scaler = state.optimizer, state.scaler
-    forward = torch.compile(model) if settings.compile else model
-
-    def step() -> torch.Tensor:
-        with autocast(settings.device, settings.precision):
-            outputs = forward(data["video"], data, **partner_inputs(data))
-            total, _ = model.loss(outputs, data)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        return total
-
-    return step
+    return bl.engine_step(model, data, state.optimizer, state.scaler, settings,
+                          partner_inputs(data))
 
 
 def _official_optimizer(method: str, reference: torch.nn.Module, train: Any):

@@ -35,25 +35,13 @@ def _tflops(flops_per_clip: int, clips: int, batch: int, seconds: float) -> floa
 def _ours(model: torch.nn.Module, settings: bl.RunSettings, batch: int) -> Any:
     """Our training step (as ``aqa_framework.engine.loop.train_one_epoch``) on a fixed batch."""
     from aqa_framework.engine.optim import build_optimizer
-    from aqa_framework.engine.precision import autocast, grad_scaler
+    from aqa_framework.engine.precision import grad_scaler
     from aqa_framework.spec import TrainSpec
 
-    forward = torch.compile(model) if settings.compile else model
     optimizer = build_optimizer(model, TrainSpec())
     scaler = grad_scaler(settings.device, settings.precision)
     data = bl.make_batch(settings.cfg, batch, settings.device, seed=settings.seed + 1)
-
-    def step() -> torch.Tensor:
-        with autocast(settings.device, settings.precision):
-            outputs = forward(data["video"], data)
-            total, _ = model.loss(outputs, data)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        return total
-
-    return step
+    return bl.engine_step(model, data, optimizer, scaler, settings)
 
 
 def _backbone_only(model: torch.nn.Module, settings: bl.RunSettings, batch: int) -> Any:

@@ -432,3 +432,42 @@ def config_dict(settings: RunSettings) -> dict[str, Any]:
     out = asdict(settings)
     out["device"] = str(settings.device)
     return out
+
+
+def engine_step(
+    model: torch.nn.Module,
+    data: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    settings: RunSettings,
+    inputs: dict[str, Any] | None = None,
+) -> Callable[[], torch.Tensor]:
+    """Our training step on a fixed batch, as ``aqa_framework.engine.loop`` runs it.
+
+    Forward (``torch.compile``d with ``--compile``) and loss under autocast, then the scaled
+    backward pass and the optimizer update.
+
+    Args:
+        model: Our model.
+        data: The batch (``data["video"]`` is the input).
+        optimizer: Its optimizer.
+        scaler: Its gradient scaler.
+        settings: Device, precision and ``compile``.
+        inputs: Further keyword arguments of the forward call (e.g. partners).
+    """
+    from aqa_framework.engine.precision import autocast
+
+    forward = torch.compile(model) if settings.compile else model
+    extra = inputs or {}
+
+    def step() -> torch.Tensor:
+        with autocast(settings.device, settings.precision):
+            outputs = forward(data["video"], data, **extra)
+            total, _ = model.loss(outputs, data)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return total
+
+    return step

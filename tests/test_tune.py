@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 
 import pytest
 import yaml
@@ -163,3 +164,85 @@ def test_cli_tune_prunes_and_writes_best(files, tmp_path, capsys, one_intra_op_t
     assert "trial 1:" in captured.err
     assert "train.epochs" not in captured.out
     assert yaml.safe_load((out / "best.yaml").read_text())["train"]["epochs"] == 3
+
+
+def test_pruned_trial_closes_as_pruned_lists_as_pruned_and_resume_says_so(
+    files, tmp_path, monkeypatch, capsys, one_intra_op_thread
+):
+    """A pruned trial's run folder says ``pruned`` (not failed) wherever its status is read."""
+    import json
+
+    from rich.console import Console
+
+    from aqa_framework.cli.main import main
+    from aqa_framework.engine.runner import run_training
+    from aqa_framework.resolve import load
+    from aqa_framework.tracking.compare import find_runs
+
+    spec, space = files
+    # trial 1 is pruned after its first epoch, whatever the pruner would have said
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: self.number == 1)
+    out = tmp_path / "tune"
+    summary = run_tune(spec, load_space(space), out, trials=2, study=StudyOptions(seed=0))
+    assert [(n, state) for n, state, _v, _p in summary.trials] == [(0, "complete"),
+                                                                   (1, "pruned")]
+    ended = json.loads((out / "trial-1" / "status.json").read_text())
+    assert ended["status"] == "pruned" and ended["epoch"] == 1
+    assert "trial 1 pruned after epoch 1" in ended["reason"] and "error" not in ended
+    assert json.loads((out / "trial-0" / "status.json").read_text())["status"] == "finished"
+
+    runs = {r.name: r for r in find_runs(out)}
+    assert runs["trial-1"].state == "pruned" and runs["trial-1"].status == "pruned after epoch 1"
+    assert runs["trial-0"].state == "finished"
+    with pytest.raises(SystemExit) as exc:
+        main(["runs", "list", str(out)])
+    assert exc.value.code in (0, None)
+    listed = capsys.readouterr().out
+    assert re.search(r"trial-1 +│ pruned +│ 1/2", listed) and "failed" not in listed, listed
+    with pytest.raises(SystemExit) as exc:
+        main(["runs", "compare", str(out / "trial-0"), str(out / "trial-1")])
+    assert exc.value.code in (0, None)  # a pruned run is no error to compare
+    assert "pruned after" in capsys.readouterr().out
+
+    # resuming the pruned trial says so, then trains it to the end as an ordinary run
+    from io import StringIO
+
+    stream = StringIO()
+    resolved = load(out / "trial-1" / "spec.yaml")
+    run_training(resolved, resume=out / "trial-1", console=Console(file=stream, width=200))
+    assert "was pruned after epoch 1 (trial 1 pruned after epoch 1)" in stream.getvalue()
+    assert json.loads((out / "trial-1" / "status.json").read_text())["status"] == "finished"
+    assert find_runs(out / "trial-1")[0].state == "finished"
+
+
+def test_runs_list_shows_pruned_interrupted_and_failed_runs(tmp_path, capsys):
+    """The tables read ``status.json``; a run without one (killed, older) reads as stopped."""
+    import json
+
+    from aqa_framework.cli.main import main
+    from aqa_framework.tracking.compare import read_run
+
+    def make(name: str, epochs: int, status: dict | None) -> None:
+        run = tmp_path / name
+        run.mkdir()
+        (run / "spec.yaml").write_text("train: {epochs: 3}\n")
+        (run / "metrics.jsonl").write_text(
+            "".join(json.dumps({"epoch": e, "val": {"score.spearman": 0.1 * e}}) + "\n"
+                    for e in range(1, epochs + 1)))
+        if status is not None:
+            (run / "status.json").write_text(json.dumps(status))
+
+    make("a-pruned", 1, {"status": "pruned", "epoch": 1, "reason": "trial 4 pruned"})
+    make("b-failed", 2, {"status": "failed", "epoch": 2, "error": "boom"})
+    make("c-killed", 2, None)
+    make("d-damaged", 1, None)
+    (tmp_path / "d-damaged" / "status.json").write_text("{not json")
+    with pytest.raises(SystemExit) as exc:
+        main(["runs", "list", str(tmp_path)])
+    assert exc.value.code in (0, None)
+    shown = capsys.readouterr().out
+    for name, state, epochs in (("a-pruned", "pruned", "1/3"), ("b-failed", "failed", "2/3"),
+                                ("c-killed", "stopped", "2/3"), ("d-damaged", "stopped", "1/3")):
+        assert re.search(rf"{name} +│ {state} +│ {epochs}", shown), shown
+    compared = read_run(tmp_path / "a-pruned"), read_run(tmp_path / "b-failed")
+    assert [r.status for r in compared] == ["pruned after epoch 1", "failed after epoch 2"]

@@ -25,7 +25,11 @@ def list_runs(
         Path, typer.Argument(help="Folder of run folders (output.dir), or one run folder.")
     ] = Path("runs"),
 ) -> None:
-    """List the runs in a folder: status, epochs and final metrics."""
+    """List the runs in a folder: status, epochs and final metrics.
+
+    The status is finished, pruned (stopped early by aqa tune), interrupted, failed, stopped
+    (no status recorded: still running or killed) or not started.
+    """
     from rich.table import Table
 
     from aqa_framework.cli.console import out
@@ -39,10 +43,10 @@ def list_runs(
     table = Table(title=f"Runs in {folder}")
     for col in ("run", "status", "epochs", *metrics):
         table.add_column(col, overflow="fold")
-    for r in runs:
+    for r in runs:  # the state in one word (pruned is no failure); the epochs column says when
         done = len(r.history)
         table.add_row(
-            r.name, r.status, f"{done}/{r.epochs}", *[_fmt(r.metrics.get(m)) for m in metrics]
+            r.name, r.state, f"{done}/{r.epochs}", *[_fmt(r.metrics.get(m)) for m in metrics]
         )
     out.print(table)
 

@@ -122,3 +122,37 @@ class ResultsCallback(Callback):
 
         line = write_results(RunFolder(event.run.folder), event.resolved, event.results)
         event.run.log(line)
+
+
+class StatusFileCallback(Callback):
+    """``status.json``: how the run ended (finished, interrupted, pruned, failed) and when.
+
+    Removed when the run (re)starts, so that it never describes an earlier attempt of a run
+    that is training or was killed.
+    """
+
+    name = "status-file"
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def on_run_start(self, event: RunStart) -> None:
+        """Forget how an earlier attempt ended."""
+        self.epoch = event.start_epoch
+        RunFolder(event.run.folder).clear_status()
+
+    def on_epoch_end(self, event: EpochEnd) -> None:
+        """Count the completed epochs."""
+        self.epoch = event.epoch
+
+    def on_close(self, event: Close) -> None:
+        """Write the status with the last completed epoch and why the run stopped."""
+        import time
+
+        doc = {"status": event.status, "epoch": self.epoch, "epochs": event.run.epochs,
+               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if event.error is not None:
+            doc["error"] = event.error
+        if event.reason is not None:
+            doc["reason"] = event.reason
+        RunFolder(event.run.folder).write_status(doc)

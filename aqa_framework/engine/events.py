@@ -14,7 +14,8 @@ one frozen dataclass::
     evaluate                        Evaluate     ``final=True``: the selected epoch on eval.split
     run_end                         RunEnd       the run's results (written by then)
     interrupt                       Interrupt    instead of the rest, on SIGINT/SIGTERM
-    close                           Close        always last: finished, interrupted or failed
+    close                           Close        always last: finished, interrupted, pruned
+                                                 or failed
 
 The engine's own outputs are callbacks on these events (:mod:`.builtin_callbacks`): the
 progress display, ``metrics.jsonl`` and the final results and report run first, then the
@@ -26,7 +27,9 @@ its callbacks.
 Callbacks run on rank 0 only under torchrun; a callback class with ``all_ranks = True`` runs
 on every process. A callback that raises stops the run: :class:`CallbackError` names the
 plugin and the callback, the run folder keeps its last complete checkpoint (resume it with
-``aqa run SPEC --resume RUN``), and every callback still gets :meth:`Callback.on_close`.
+``aqa run SPEC --resume RUN``), and every callback still gets :meth:`Callback.on_close`. A
+callback that ends a run early on purpose (a hyperparameter search pruning a poor trial) raises
+:class:`RunPruned` instead: the run closes with status ``pruned``, not as a failure.
 
 This module imports no torch.
 """
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from aqa_framework.errors import PluginError
+from aqa_framework.errors import AQAError, PluginError
 
 EVENTS: tuple[str, ...] = (
     "run_start",
@@ -259,12 +262,15 @@ class Close(Event):
     """Always the last event: release files, writers, connections.
 
     Attributes:
-        status: ``finished``, ``interrupted`` or ``failed``.
+        status: ``finished``, ``interrupted``, ``pruned`` (a callback raised
+            :class:`RunPruned`) or ``failed``.
         error: The error's message when failed.
+        reason: Why the run was pruned (the :class:`RunPruned` message), else ``None``.
     """
 
     status: str = "finished"
     error: str | None = None
+    reason: str | None = None
 
 
 class Callback:
@@ -333,6 +339,17 @@ class CallbackError(PluginError):
         super().__init__(message)
 
 
+class RunPruned(AQAError):
+    """Raised by a training callback to end a run early on purpose: a search pruned it.
+
+    Not a failure: the event bus passes it on unwrapped, the run stops there (keeping the
+    checkpoints written so far, that of the epoch just ended included when raised in
+    ``on_epoch_end``), closes with status ``pruned`` (written to the run folder's
+    ``status.json``; ``aqa runs list`` shows it) and ``run_training`` raises it again for the
+    caller. ``aqa tune``'s pruning callback raises a subclass.
+    """
+
+
 @dataclass
 class Registered:
     """A callback of a run and who registered it.
@@ -386,7 +403,7 @@ class EventBus:
                 continue
             try:
                 fn(event)
-            except CallbackError:
+            except (CallbackError, RunPruned):
                 raise
             except Exception as exc:
                 raise _failure(registered, event_name, exc) from exc

@@ -8,6 +8,7 @@
       metrics.jsonl      one JSON line per epoch: train losses per task, eval metrics
       predictions.csv    key, then each task's prediction and reference columns
       results.json       final metrics and how the epoch was selected
+      status.json        how the run last ended: finished, interrupted, pruned or failed
       report.md          the final report (metrics table, scatter plot, sample commentaries)
       report.html        the same report as one self-contained page (with training curves)
       report/scatter.png predicted vs judged scores
@@ -41,6 +42,7 @@ ENVIRONMENT_FILE = "environment.json"
 METRICS_FILE = "metrics.jsonl"
 PREDICTIONS_FILE = "predictions.csv"
 RESULTS_FILE = "results.json"
+STATUS_FILE = "status.json"
 REPORT_FILE = "report.md"
 REPORT_HTML_FILE = "report.html"
 REPORT_DIR = "report"
@@ -54,6 +56,7 @@ RUN_FILES = frozenset(
         METRICS_FILE,
         PREDICTIONS_FILE,
         RESULTS_FILE,
+        STATUS_FILE,
         REPORT_FILE,
         REPORT_HTML_FILE,
         REPORT_DIR,
@@ -205,6 +208,29 @@ class RunFolder:
         """Rewrite ``metrics.jsonl`` from the per-epoch records (strict JSON: NaN is null)."""
         lines = "".join(jsonio.dumps(r) + "\n" for r in history)
         write_text_atomic(self.path / METRICS_FILE, lines)
+
+    def write_status(self, doc: dict[str, Any]) -> None:
+        """Record how the run ended (``status.json``, see :meth:`read_status`)."""
+        write_json_atomic(self.path / STATUS_FILE, doc)
+
+    def read_status(self) -> dict[str, Any] | None:
+        """How the run last ended, ``None`` while it runs (or if it was killed).
+
+        ``status`` is ``finished``, ``interrupted``, ``pruned`` (stopped early by a search,
+        see :class:`~aqa_framework.engine.events.RunPruned`) or ``failed``; ``epoch`` the last
+        completed epoch; ``error`` (failed) or ``reason`` (pruned) say why. A damaged or
+        foreign file reads as ``None``: it only informs, nothing depends on it.
+        """
+        f = self.path / STATUS_FILE
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and isinstance(doc.get("status"), str) else None
+
+    def clear_status(self) -> None:
+        """Forget how the run last ended (it runs again)."""
+        (self.path / STATUS_FILE).unlink(missing_ok=True)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The per-epoch records (empty if none yet)."""

@@ -11,7 +11,7 @@ The pieces live in their own modules: :mod:`.train_state` (what is saved and res
 writes); this module claims the run folder, opens the data and runs the epochs.
 
 Everything a run reports goes through its training events (:mod:`.events`): the progress
-display, ``metrics.jsonl`` and the results are the first callbacks
+display, ``metrics.jsonl``, the results and ``status.json`` are the first callbacks
 (:mod:`.builtin_callbacks`), then the spec's trackers (``track:``), then the plugins'.
 """
 
@@ -28,6 +28,7 @@ import torch
 from rich.console import Console
 
 from aqa_framework.data.open import OpenedData
+from aqa_framework.data.padding import SequencePadding, check_eval_lengths
 from aqa_framework.engine import distributed as D
 from aqa_framework.engine.checkpoint import (
     CHECKPOINTS_DIR,
@@ -55,6 +56,7 @@ from aqa_framework.engine.events import (
     Resume,
     RunEnd,
     RunInfo,
+    RunPruned,
     RunStart,
     StepEnd,
 )
@@ -148,6 +150,9 @@ def run_training(
         CheckpointError: If the run to resume has no readable checkpoint, the run folder is
             in use by another process, or holds something else than a run.
         TrainingInterrupted: On SIGINT/SIGTERM, after saying how to resume.
+        RunPruned: When a callback ended the run early on purpose (``aqa tune`` pruned the
+            trial); the run closed with status ``pruned`` (``status.json``), its checkpoints
+            are kept.
     """
     resolved = absolute_paths(resolved)
     spec = resolved.spec
@@ -268,7 +273,11 @@ class _Run:
             SpecError: For an unknown tracker or one whose dependency is missing.
             PluginError: When a plugin registers a bad callback.
         """
-        from aqa_framework.engine.builtin_callbacks import MetricsFileCallback, ResultsCallback
+        from aqa_framework.engine.builtin_callbacks import (
+            MetricsFileCallback,
+            ResultsCallback,
+            StatusFileCallback,
+        )
         from aqa_framework.engine.events import (
             instantiate,
             plugin_callback_classes,
@@ -283,6 +292,7 @@ class _Run:
             Registered(self.progress_callback, framework),
             Registered(MetricsFileCallback(), framework),
             Registered(ResultsCallback(), framework),
+            Registered(StatusFileCallback(), framework),
             *resolve_trackers(getattr(self.spec, "track", []), registry, self.resolved.source),
             *instantiate(
                 select_callbacks(
@@ -326,7 +336,7 @@ class _Run:
             rank=self.ctx.rank,
             log=self.log,
         )
-        status, error = "failed", None
+        status, error, reason = "failed", None, None
         try:
             configure_backends(self.device)
             data = self._data()
@@ -343,6 +353,10 @@ class _Run:
         except TrainingInterrupted:
             status = "interrupted"
             raise
+        except RunPruned as exc:
+            status, reason = "pruned", str(exc)
+            self.log(f"{reason}: the run stopped ({self._kept()})")
+            raise
         except CallbackError as exc:
             error = str(exc)
             raise CallbackError(
@@ -355,7 +369,8 @@ class _Run:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            for problem in self.bus.close(Close(self.info, status=status, error=error)):
+            closing = Close(self.info, status=status, error=error, reason=reason)
+            for problem in self.bus.close(closing):
                 self.log(f"warning: {problem}")
         return folder.path
 
@@ -523,16 +538,22 @@ class _Run:
                 "started (different classes, score range or vocabulary)"
             )
         state = self._build_state(data)
+        check_eval_lengths(
+            state.model,
+            self.resolved.dataset,
+            self.spec.data.eval_batch_size or self.spec.data.batch_size,
+        )
         if ckpt is None:
             fit_heads(state.model, data)
         if ckpt is not None:
             state.restore(ckpt, self.spec.train, self.ctx, self.log)
             repair_best(self.folder, ckpt, state.best, self.ctx)
             self.log(f"Resuming {self.folder.path} after epoch {state.epoch} ({ckpt.path.name})")
+            self._note_pruned()
         if self.ctx.is_main:
             self._write_start(ckpt, state)
         self._prepare_forward(state.model)
-        self._prepare_loaders(data)
+        self._prepare_loaders(data, SequencePadding.for_model(state.model))
         self.meta = self._checkpoint_meta(data)
         self.sizes = dict(data.sizes)
         self.emit(
@@ -547,6 +568,17 @@ class _Run:
         if ckpt is not None:
             self.emit("resume", Resume(self.info, after_epoch=ckpt.epoch, checkpoint=ckpt.path))
         return state
+
+    def _note_pruned(self) -> None:
+        """Say so when the run being resumed was pruned by a search (``status.json``)."""
+        ended = self.folder.read_status() if self.ctx.is_main else None
+        if ended is None or ended.get("status") != "pruned":
+            return
+        why = f" ({ended['reason']})" if ended.get("reason") else ""
+        self.log(
+            f"note: {self.folder.path} was pruned after epoch {ended.get('epoch', '?')}{why}; "
+            "resuming trains it on as an ordinary run"
+        )
 
     def _build_state(self, data: OpenedData) -> TrainState:
         """The model (seeded with ``spec.seed``), its optimizer, schedule and scaler.
@@ -587,7 +619,7 @@ class _Run:
             eval_forward = torch.compile(model)
         self.forward, self.eval_forward = forward, eval_forward
 
-    def _prepare_loaders(self, data: OpenedData) -> None:
+    def _prepare_loaders(self, data: OpenedData, padding: SequencePadding) -> None:
         spec = self.spec
         pin = self.device.type == "cuda"
         workers = resolve_num_workers(spec.data.num_workers, self.device, self.ctx.world_size)
@@ -596,10 +628,10 @@ class _Run:
         )
         ebs = spec.data.eval_batch_size or spec.data.batch_size
         self.loaders = {
-            "val": eval_loader(data.val, ebs, workers, self.ctx, pin)
+            "val": eval_loader(data.val, ebs, workers, self.ctx, pin, padding)
             if data.val is not None
             else None,
-            spec.eval.split: eval_loader(data.test, ebs, workers, self.ctx, pin),
+            spec.eval.split: eval_loader(data.test, ebs, workers, self.ctx, pin, padding),
         }
         self.log(
             f"Data: {', '.join(f'{v} {k}' for k, v in data.sizes.items() if v)} samples | "

@@ -6,9 +6,10 @@ select_metric``) on the validation split at the selected epoch; its direction is
 run's selection uses. After each epoch a training callback reports the validation value to
 the trial, and the pruner may stop a poor trial there: the callback raises
 :class:`TrialPrunedStop`, the run stops after that epoch's checkpoint and the trial is recorded
-as pruned. The study lives in a database URL (default ``sqlite:///<out>/study.db``), so several
-processes or machines running the same command work on one study. The best trial's spec is
-written to ``<out>/best.yaml``, ready for ``aqa run``.
+as pruned; its run folder closes with status ``pruned`` (``status.json``; ``aqa runs list``
+shows it), not as a failure. The study lives in a database URL (default
+``sqlite:///<out>/study.db``), so several processes or machines running the same command work
+on one study. The best trial's spec is written to ``<out>/best.yaml``, ready for ``aqa run``.
 
 The space file (YAML)::
 
@@ -33,7 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aqa_framework.engine.events import Callback, EpochEnd
+from aqa_framework.engine.events import Callback, EpochEnd, RunPruned
 from aqa_framework.errors import AQAError, SpecError
 
 __all__ = [
@@ -165,8 +166,11 @@ def load_space(path: str | Path) -> SearchSpace:
     return space
 
 
-class TrialPrunedStop(AQAError):
-    """Raised by the tuning callback to stop a trial the pruner judged poor."""
+class TrialPrunedStop(RunPruned):
+    """Raised by the tuning callback to stop a trial the pruner judged poor.
+
+    A :class:`~aqa_framework.engine.events.RunPruned`: the trial's run closes as ``pruned``.
+    """
 
 
 class _ReportCallback(Callback):
@@ -244,7 +248,7 @@ def _override(path: str, value: Any) -> str:
 def _pruned(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, TrialPrunedStop):
+        if isinstance(seen, RunPruned):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

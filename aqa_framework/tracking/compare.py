@@ -1,7 +1,7 @@
 """Run folders side by side: what ``aqa runs list`` and ``aqa runs compare`` show.
 
-Reads only the files a run writes (``spec.yaml``, ``metrics.jsonl``, ``results.json``); imports
-no torch (matplotlib only to draw the curves).
+Reads only the files a run writes (``spec.yaml``, ``metrics.jsonl``, ``results.json``,
+``status.json``); imports no torch (matplotlib only to draw the curves).
 """
 
 from __future__ import annotations
@@ -28,12 +28,15 @@ class RunSummary:
         spec: The resolved spec (``spec.yaml``).
         history: The per-epoch records (``metrics.jsonl``).
         results: ``results.json`` (``None`` while the run has not finished).
+        ended: ``status.json``: how the run last ended (``None`` while it runs, if it was
+            killed, or for runs of versions that did not write it).
     """
 
     folder: Path
     spec: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     results: dict[str, Any] | None = None
+    ended: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -46,12 +49,33 @@ class RunSummary:
         return int(self.spec.get("train", {}).get("epochs", 0) or 0)
 
     @property
-    def status(self) -> str:
-        """``finished``, or ``stopped after epoch N`` (or ``not started``)."""
+    def state(self) -> str:
+        """How the run stands, in one word.
+
+        ``finished``, ``pruned``, ``interrupted``, ``failed``, ``stopped`` (no status recorded:
+        running, killed, or written by an older version) or ``not started``. ``pruned`` is no
+        failure: a search (``aqa tune``) stopped the run early on purpose.
+        """
         if self.results is not None:
             return "finished"
+        recorded = (self.ended or {}).get("status")
+        if recorded in ("pruned", "interrupted", "failed"):
+            return str(recorded)
+        return "stopped" if self.history else "not started"
+
+    @property
+    def status(self) -> str:
+        """What the tables show: the :attr:`state` and the last completed epoch.
+
+        ``finished``, ``pruned after epoch N``, ``interrupted after epoch N``, ``failed after
+        epoch N``, ``stopped after epoch N`` (``... in its first epoch`` before any epoch ended)
+        or ``not started``.
+        """
+        state = self.state
+        if state in ("finished", "not started"):
+            return state
         done = self.history[-1].get("epoch", len(self.history)) if self.history else 0
-        return f"stopped after epoch {done}" if done else "not started"
+        return f"{state} after epoch {done}" if done else f"{state} in its first epoch"
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -107,7 +131,17 @@ def read_run(folder: str | Path) -> RunSummary:
         )
     except (ValueError, OSError) as exc:
         raise CheckpointError(f"run folder {folder} is damaged: {exc}") from None
-    return RunSummary(folder, spec if isinstance(spec, dict) else {}, history, results)
+    return RunSummary(folder, spec if isinstance(spec, dict) else {}, history, results,
+                      _read_status(folder))
+
+
+def _read_status(folder: Path) -> dict[str, Any] | None:
+    """``status.json`` (as ``RunFolder.read_status``, without importing the engine's torch)."""
+    try:
+        doc = json.loads((folder / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("status"), str) else None
 
 
 def find_runs(parent: str | Path) -> list[RunSummary]:

@@ -17,7 +17,8 @@ from aqa_framework.tracking import Tracker, epoch_scalars, flatten
 MLFLOW_DIR = "mlruns"
 RUN_ID_FILE = "mlflow.json"
 _MAX_PARAM = 500
-_STATUS = {"finished": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
+_STATUS = {"finished": "FINISHED", "interrupted": "KILLED", "pruned": "KILLED", "failed": "FAILED"}
+"""The run's closing status -> MLflow's (a pruned run also gets the tag ``aqa.status: pruned``)."""
 
 
 class MLflowTracker(Tracker):
@@ -111,8 +112,10 @@ class MLflowTracker(Tracker):
             self.client.log_artifacts(self.run_id, str(folder / "report"), "report")
 
     def on_close(self, event: Close) -> None:
-        """End the MLflow run: FINISHED, KILLED (interrupted) or FAILED."""
+        """End the MLflow run: FINISHED, KILLED (interrupted, pruned) or FAILED."""
         if self.client is not None and self.run_id is not None:
+            if event.status == "pruned":
+                self.client.set_tag(self.run_id, "aqa.status", "pruned")
             self.client.set_terminated(self.run_id, status=_STATUS.get(event.status, "FAILED"))
             self.client = None
 

@@ -177,9 +177,29 @@ class Backbone(Component, PretrainedWeights, nn.Module, ABC):
 
 
 class Aggregator(Component, PretrainedWeights, nn.Module, ABC):
-    """Pools the clip features of each video into one video-level feature."""
+    """Pools the clip features of each video into one video-level feature.
+
+    Attributes:
+        uses_mask: ``True`` for an aggregator whose ``forward(clip_features, mask=None)``
+            takes the ``(B, N)`` bool ``video_mask`` of zero-padded sequences (``True`` on
+            real clips) and leaves the padding out; the model then hands it the mask, in
+            training and at evaluation. See :meth:`takes_padding_mask`.
+    """
 
     kind: ClassVar[str] = "aggregator"
+    uses_mask: ClassVar[bool] = False
+
+    @classmethod
+    def takes_padding_mask(cls, params: BaseModel) -> bool:
+        """Whether, with these params, zero padding masked out changes nothing it returns.
+
+        Evaluation batches of sequences of different lengths are zero-padded only when it
+        holds (see :mod:`aqa_framework.data.padding`). The default is :attr:`uses_mask`.
+
+        Args:
+            params: Validated :attr:`Params`.
+        """
+        return bool(cls.uses_mask)
 
     def __init__(self, params: BaseModel, in_shape: tuple[int, ...]) -> None:
         """Build the aggregator.
@@ -229,6 +249,9 @@ class TaskHead(Component, PretrainedWeights, nn.Module, ABC):
             ``data.partners.test`` when evaluating, so a head's own test-time procedure
             (voting over K exemplars) lives in its forward and :meth:`predict`. A spec with
             such a head and no ``data.partners`` is refused.
+        uses_mask: ``True`` for a head that reads the ``video_mask`` of zero-padded
+            sequences from its ``batch``; at evaluation it is then called with
+            ``batch={"video_mask": mask}`` (no targets). See :meth:`takes_padding_mask`.
     """
 
     kind: ClassVar[str] = "head"
@@ -236,6 +259,20 @@ class TaskHead(Component, PretrainedWeights, nn.Module, ABC):
     target_kind: ClassVar[TargetKind] = "scores"
     metric_directions: ClassVar[Mapping[str, MetricDirection]] = {}
     uses_partners: ClassVar[bool] = False
+    uses_mask: ClassVar[bool] = False
+
+    @classmethod
+    def takes_padding_mask(cls, params: BaseModel) -> bool:
+        """Whether, with these params, zero padding masked out changes none of its outputs.
+
+        Matters for heads that consume the clip sequence (``consumes = "clips"``): evaluation
+        batches of sequences of different lengths are zero-padded only when it holds (see
+        :mod:`aqa_framework.data.padding`). The default is :attr:`uses_mask`.
+
+        Args:
+            params: Validated :attr:`Params`.
+        """
+        return bool(cls.uses_mask)
 
     @classmethod
     def metric_direction(cls, metric: str) -> MetricDirection:
@@ -470,6 +507,21 @@ class VideoDataset(Component, Dataset, ABC):
         """
         sample = self[index]
         return {k: v for k, v in sample.items() if k != "video"}
+
+    @classmethod
+    def varying_eval_lengths(cls, params: BaseModel) -> str | None:
+        """Why evaluation samples may differ in length, or ``None`` if they cannot.
+
+        A dataset that evaluates whole sequences (clip features with ``test_length: null``)
+        returns the setting responsible, e.g. ``"test_length: null"``; ``aqa validate`` and
+        ``aqa run`` then refuse evaluation batches of several samples for a model that cannot
+        mask zero padding out (see :mod:`aqa_framework.data.padding`). The default, ``None``,
+        means every evaluation sample has the shape :meth:`input_shape` gives.
+
+        Args:
+            params: Validated :attr:`Params`.
+        """
+        return None
 
     def check_samples(self) -> None:  # noqa: B027 - optional hook
         """Find, without decoding clips, the problems that loading the samples would raise.

@@ -12,8 +12,10 @@ loads the features.
 Lengths: a training sample is a window of ``train_length`` clips at a random start (zero
 padding, marked ``False`` in ``video_mask``, when the video is shorter), as GDLT trains. An
 evaluation sample is the whole sequence (``test_length: null``), so its length differs from
-video to video: evaluate with ``data.eval_batch_size: 1``; or a centred window of
-``test_length`` clips, which allows larger evaluation batches.
+video to video: batches of several are zero-padded to the longest (with ``video_mask``) when
+the model masks padding out (the ``transformer`` aggregator, the ``gdlt`` head), and refused
+otherwise (evaluate with ``data.eval_batch_size: 1``; see :mod:`aqa_framework.data.padding`);
+or a centred window of ``test_length`` clips, which allows any evaluation batch.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ class FeatureParams(BaseModel):
         None,
         ge=1,
         description="Clips per evaluation sample: null for the whole sequence (lengths differ: "
-        "set data.eval_batch_size: 1), else a centred window, zero-padded when shorter.",
+        "larger evaluation batches are zero-padded for models that mask padding out, else "
+        "need data.eval_batch_size: 1), else a centred window, zero-padded when shorter.",
     )
     on_error: Literal["raise", "skip"] = Field(
         "raise",
@@ -168,6 +171,11 @@ class FeatureDataset(RecordSplit, VideoDataset):
         """``(train_length, D)``, or ``None`` when ``D`` is only known from a file."""
         dim = cls.known_feature_dim(params)
         return (int(params.train_length), dim) if dim is not None else None  # type: ignore[attr-defined]
+
+    @classmethod
+    def varying_eval_lengths(cls, params: BaseModel) -> str | None:
+        """``"test_length: null"`` when evaluation samples are whole sequences, else ``None``."""
+        return "test_length: null" if params.test_length is None else None  # type: ignore[attr-defined]
 
     @classmethod
     def read_video(

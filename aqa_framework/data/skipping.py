@@ -6,12 +6,20 @@ no data. :func:`collate` builds the batch from the other samples and lists the s
 under :data:`SKIPPED`. A sample is thus left out of its split, never replaced by another: the
 evaluation computes its metrics over the samples actually evaluated, ``predictions.csv``
 lists each key once, and the run's ``results.json`` and report count what was skipped.
+
+Samples whose ``video`` differs in length (whole sequences at evaluation) are zero-padded to
+the longest, with a ``video_mask``, when the loader's
+:class:`~aqa_framework.data.padding.SequencePadding` allows it, and refused with a clear error
+otherwise (see :mod:`aqa_framework.data.padding`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aqa_framework.data.padding import SequencePadding
 
 __all__ = ["SKIPPED", "collate", "is_skipped", "skipped_sample"]
 
@@ -36,21 +44,47 @@ def is_skipped(sample: Any) -> bool:
     return isinstance(sample, Mapping) and _MARK in sample
 
 
-def collate(samples: Sequence[Any]) -> Any:
+def collate(samples: Sequence[Any], padding: SequencePadding | None = None) -> Any:
     """PyTorch's default collate over the loadable samples; skipped keys under ``skipped``.
 
     A batch whose every sample was skipped is ``{"skipped": [...]}``, without ``video``.
+    Samples of equal shape are collated as they are. Samples whose ``video`` differs in its
+    first dimension (clips) are zero-padded to the longest and get a ``video_mask`` (``True``
+    on real clips) when ``padding`` allows it
+    (:func:`~aqa_framework.data.padding.pad_sequences`).
 
     Args:
         samples: What the dataset returned for the batch's indices.
+        padding: Whether the model can take padded sequences (bind it with
+            :func:`functools.partial`); ``None``: sequences of different lengths are refused.
+
+    Raises:
+        DataError: For samples of different lengths that may not be padded, naming their
+            lengths and the fix.
     """
     from torch.utils.data import default_collate
 
     good = [s for s in samples if not is_skipped(s)]
     bad = [str(s["key"]) for s in samples if is_skipped(s)]
+    if good and _differ(good):
+        from aqa_framework.data.padding import pad_sequences
+
+        good = pad_sequences(good, padding)
     if not bad:
-        return default_collate(list(samples))
+        return default_collate(good)
     batch = default_collate(good) if good else {}
     if isinstance(batch, dict):
         batch[SKIPPED] = bad
     return batch
+
+
+def _differ(samples: Sequence[Any]) -> bool:
+    """Whether the samples' ``video`` tensors differ in shape."""
+    first = samples[0].get("video") if isinstance(samples[0], Mapping) else None
+    shape = getattr(first, "shape", None)
+    if shape is None:
+        return False
+    return any(
+        isinstance(s, Mapping) and getattr(s.get("video"), "shape", shape) != shape
+        for s in samples[1:]
+    )

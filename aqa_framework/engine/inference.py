@@ -106,10 +106,16 @@ def evaluate_split(
 
     Raises:
         DataError: If the dataset or split cannot be opened.
+        SpecError: If batches of several samples would hold sequences of different lengths
+            and the model cannot mask zero padding out
+            (:func:`~aqa_framework.data.padding.check_eval_lengths`).
     """
     from aqa_framework.data.open import open_data
+    from aqa_framework.data.padding import SequencePadding, check_eval_lengths
 
     spec = trained.resolved.spec
+    bs = batch_size or spec.data.eval_batch_size or spec.data.batch_size
+    check_eval_lengths(trained.model, trained.resolved.dataset, bs)
     cls = trained.resolved.dataset.cls
     dataset = open_data(trained.resolved, training=False, split=split or spec.eval.split).test
     if dataset.targets != trained.targets:
@@ -117,9 +123,9 @@ def evaluate_split(
             f"dataset '{cls.name}' now provides different targets than the model was trained "
             "with (classes, score range or vocabulary changed)"
         )
-    bs = batch_size or spec.data.eval_batch_size or spec.data.batch_size
     workers = resolve_num_workers(spec.data.num_workers, trained.device)
-    loader = eval_loader(dataset, bs, workers, DistContext())
+    padding = SequencePadding.for_model(trained.model)
+    loader = eval_loader(dataset, bs, workers, DistContext(), padding=padding)
     result = evaluate(
         model=trained.model,
         loader=loader,

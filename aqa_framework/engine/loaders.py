@@ -1,13 +1,16 @@
 """DataLoaders with reproducible order: seeded per epoch, sharded under DDP.
 
 Both collate with :func:`aqa_framework.data.skipping.collate`: samples a dataset could not
-load (``on_error: skip``) are left out of the batch and listed under ``batch["skipped"]``.
+load (``on_error: skip``) are left out of the batch and listed under ``batch["skipped"]``. An
+evaluation loader told the model's :class:`~aqa_framework.data.padding.SequencePadding`
+zero-pads sequences of different lengths when the model masks padding out.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -18,6 +21,9 @@ from aqa_framework.engine.distributed import DistContext
 from aqa_framework.engine.seeding import derive_seed, worker_init_fn
 from aqa_framework.env import usable_cores
 from aqa_framework.errors import SpecError
+
+if TYPE_CHECKING:
+    from aqa_framework.data.padding import SequencePadding
 
 MAX_AUTO_WORKERS = 8
 
@@ -127,9 +133,26 @@ class EpochLoader:
 
 
 def eval_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, ctx: DistContext, pin_memory: bool = False
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    ctx: DistContext,
+    pin_memory: bool = False,
+    padding: SequencePadding | None = None,
 ) -> DataLoader:
-    """A loader over this rank's shard of an evaluation split, in index order."""
+    """A loader over this rank's shard of an evaluation split, in index order.
+
+    Args:
+        dataset: The split.
+        batch_size: Samples per batch.
+        num_workers: Worker processes.
+        ctx: The distributed context.
+        pin_memory: Pin host memory (GPU runs).
+        padding: What the model allows for sequences of different lengths
+            (:meth:`SequencePadding.for_model
+            <aqa_framework.data.padding.SequencePadding.for_model>`); ``None``: such
+            batches are refused.
+    """
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -137,7 +160,7 @@ def eval_loader(
         num_workers=num_workers,
         worker_init_fn=worker_init_fn,
         pin_memory=pin_memory,
-        collate_fn=collate,
+        collate_fn=collate if padding is None else functools.partial(collate, padding=padding),
     )
 
 

@@ -201,9 +201,11 @@ def preflight(resolved: ResolvedSpec, *, samples: bool = True) -> Preflight:
 
     In the order a run meets them: device, precision and epoch selection; ``eval.split``; the
     training split and the validation/training subset sizes; the evaluation split; the model
-    (heads against the dataset's targets, shapes for the dataset's samples); the
-    ``pretrained`` file (its header) and the input normalisation its weights expect (a
-    warning, :func:`check_input_normalization`); optimizer and schedule; then, with
+    (heads against the dataset's targets, shapes for the dataset's samples); evaluation
+    batches of sequences of different lengths against a model that cannot mask padding out
+    (:func:`~aqa_framework.data.padding.check_eval_lengths`); the ``pretrained`` file (its
+    header) and the input normalisation its weights expect (a warning,
+    :func:`check_input_normalization`); optimizer and schedule; then, with
     ``samples``, each sample of both splits against its video
     (:meth:`VideoDataset.check_samples`).
 
@@ -220,6 +222,7 @@ def preflight(resolved: ResolvedSpec, *, samples: bool = True) -> Preflight:
         CheckpointError: If the ``pretrained`` file cannot be read.
     """
     from aqa_framework.builder import build_model, count_parameters, open_dataset
+    from aqa_framework.data.padding import check_eval_lengths
     from aqa_framework.data.subsets import train_val_indices
 
     spec = resolved.spec
@@ -236,6 +239,9 @@ def preflight(resolved: ResolvedSpec, *, samples: bool = True) -> Preflight:
     )
     shape = sizing_input_shape(dataset)
     model = build_model(resolved, dataset.targets, device="meta", input_shape=shape)
+    check_eval_lengths(
+        model, resolved.dataset, spec.data.eval_batch_size or spec.data.batch_size
+    )
     check_pretrained(model)
     check_input_normalization(resolved)
     check_optimization(model, spec.train)

@@ -28,6 +28,7 @@ import torch
 from rich.console import Console
 
 from aqa_framework.data.open import OpenedData
+from aqa_framework.data.padding import SequencePadding, check_eval_lengths
 from aqa_framework.engine import distributed as D
 from aqa_framework.engine.checkpoint import (
     CHECKPOINTS_DIR,
@@ -537,6 +538,11 @@ class _Run:
                 "started (different classes, score range or vocabulary)"
             )
         state = self._build_state(data)
+        check_eval_lengths(
+            state.model,
+            self.resolved.dataset,
+            self.spec.data.eval_batch_size or self.spec.data.batch_size,
+        )
         if ckpt is None:
             fit_heads(state.model, data)
         if ckpt is not None:
@@ -547,7 +553,7 @@ class _Run:
         if self.ctx.is_main:
             self._write_start(ckpt, state)
         self._prepare_forward(state.model)
-        self._prepare_loaders(data)
+        self._prepare_loaders(data, SequencePadding.for_model(state.model))
         self.meta = self._checkpoint_meta(data)
         self.sizes = dict(data.sizes)
         self.emit(
@@ -613,7 +619,7 @@ class _Run:
             eval_forward = torch.compile(model)
         self.forward, self.eval_forward = forward, eval_forward
 
-    def _prepare_loaders(self, data: OpenedData) -> None:
+    def _prepare_loaders(self, data: OpenedData, padding: SequencePadding) -> None:
         spec = self.spec
         pin = self.device.type == "cuda"
         workers = resolve_num_workers(spec.data.num_workers, self.device, self.ctx.world_size)
@@ -622,10 +628,10 @@ class _Run:
         )
         ebs = spec.data.eval_batch_size or spec.data.batch_size
         self.loaders = {
-            "val": eval_loader(data.val, ebs, workers, self.ctx, pin)
+            "val": eval_loader(data.val, ebs, workers, self.ctx, pin, padding)
             if data.val is not None
             else None,
-            spec.eval.split: eval_loader(data.test, ebs, workers, self.ctx, pin),
+            spec.eval.split: eval_loader(data.test, ebs, workers, self.ctx, pin, padding),
         }
         self.log(
             f"Data: {', '.join(f'{v} {k}' for k, v in data.sizes.items() if v)} samples | "

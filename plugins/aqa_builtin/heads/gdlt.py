@@ -137,6 +137,11 @@ class GDLTHead(TaskHead):
         return [TargetNeed("scores", name=params.score, role="the score to regress")]
 
     @classmethod
+    def takes_padding_mask(cls, params: BaseModel) -> bool:
+        """With ``mask_padding`` (the default) zero padding changes no prediction."""
+        return bool(params.mask_padding)  # type: ignore[attr-defined]
+
+    @classmethod
     def check_targets(cls, params: BaseModel, targets: Targets) -> str | None:
         """The score must exist; without ``score``, ``total`` or a single score."""
         problem = super().check_targets(params, targets)

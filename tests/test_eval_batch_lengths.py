@@ -173,3 +173,10 @@ def test_a_run_evaluates_padded_batches_as_one_at_a_time(tmp_path, one_intra_op_
     blind = load(_raw(tmp_path, head="score", aggregator="average", eval_batch_size=3))
     with pytest.raises(SpecError, match="eval_batch_size"):
         runner.run_training(blind, run_dir=tmp_path / "blind")
+    # a run evaluated one at a time cannot be evaluated later in blind batches either
+    one = load(_raw(tmp_path, head="score", aggregator="average", eval_batch_size=1))
+    folder = runner.run_training(one, run_dir=tmp_path / "one")
+    trained = load_trained_model(folder, device="cpu")
+    assert len(evaluate_split(trained).keys) == 6
+    with pytest.raises(SpecError, match="aggregator 'average'"):
+        evaluate_split(trained, batch_size=3)

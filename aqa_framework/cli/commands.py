@@ -106,13 +106,30 @@ def plugin_commands(entry_points: Any = None) -> dict[str, PluginCommand]:
     """
     import warnings
 
-    from aqa_framework.errors import PluginError
     from aqa_framework.plugins import PluginLoadWarning, create_plugin_manager
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginLoadWarning)  # `aqa plugins list` names them
         pm, infos = create_plugin_manager(entry_points, builtins=False)
-    by_name = {p.name: p for p in infos if not p.error}
+    return commands_of(pm, infos)
+
+
+def commands_of(pm: Any, infos: list[Any]) -> dict[str, PluginCommand]:
+    """The commands the loaded third-party plugins of a plugin manager register, by name.
+
+    Only the plugin modules run: a target given as an import path is not imported.
+
+    Args:
+        pm: The pluggy plugin manager.
+        infos: Its :class:`~aqa_framework.plugins.PluginInfo` list (failed and built-in
+            plugins are left out).
+
+    Raises:
+        PluginError: When a plugin registers a badly named or duplicate command.
+    """
+    from aqa_framework.errors import PluginError
+
+    by_name = {p.name: p for p in infos if not p.error and not p.builtin}
     found: dict[str, PluginCommand] = {}
     for impl in reversed(pm.hook.register_commands.get_hookimpls()):
         info = by_name.get(impl.plugin_name)

@@ -133,7 +133,8 @@ def check_eval_lengths(model: Any, dataset: Any, batch_size: int) -> None:
                 "data.eval_batch_size",
                 f"evaluation batches of {batch_size} samples from dataset '{dataset.name}' "
                 f"hold sequences of different lengths ({why}), which would need zero padding, "
-                f"and {_listing(blind)} cannot leave padding out (no padding mask): "
+                f"and {_listing(blind)} cannot leave padding out (it takes no padding mask, or "
+                f"its params make it attend to padding): "
                 f"{PADDING_FIX}",
             )
         ]
@@ -185,8 +186,8 @@ def pad_sequences(
         raise DataError(f"{where}: this loader does not pad sequences; {PADDING_FIX}")
     if not padding.allowed:
         raise DataError(
-            f"{where}: zero padding would reach {_listing(padding.blind)}, which takes no "
-            f"padding mask and would average or attend over it; {PADDING_FIX}"
+            f"{where}: zero padding would reach {_listing(padding.blind)}, which would "
+            f"average or attend over it (no padding mask taken); {PADDING_FIX}"
         )
     longest = max(int(s["video"].shape[0]) for s in samples)
     out = []

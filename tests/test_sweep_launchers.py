@@ -190,3 +190,114 @@ def test_slurm_asks_for_whole_cpus_and_gpus(tmp_path, monkeypatch):
         launch_points(LauncherSpec(name="slurm", cluster="debug", cpus=0.5, gpus=1.5), [job],
                       tmp_path, lambda j, p: None)
     assert asked["cpus_per_task"] == 1 and asked["gpus_per_node"] == 2  # not 0 and 1
+
+
+def interrupted_sweep(tmp_path, synth_root, launcher: str) -> Path:
+    """Point ``epochs-1`` finishes at once; point ``epochs-400`` trains until it is cancelled."""
+    path = process_sweep(tmp_path, synth_root, launcher)
+    path.write_text("base: base.yaml\naxes:\n  epochs: [1, 400]\npaths: {epochs: train.epochs}\n"
+                    f"launcher: {launcher}\n", encoding="utf-8")
+    return path
+
+
+def check_interrupted(sw, folder: Path, exc_info, engine: str) -> None:
+    """The finished point is recorded, the other cancelled and left to resume."""
+    from aqa_framework.experiments.launchers import LaunchInterrupted
+
+    exc = exc_info.value
+    assert isinstance(exc, LaunchInterrupted) and isinstance(exc, KeyboardInterrupt)
+    assert (exc.cancelled, exc.recorded) == (1, 1)
+    assert str(exc) == f"interrupted: cancelled 1 unfinished {engine}; 1 finished point recorded"
+    assert {s.run.id: s.state for s in sweep_status(sw, folder)} == {
+        "epochs-1": "done", "epochs-400": "partial"}
+    assert not (folder / "runs" / "epochs-400" / "results.json").exists()
+
+
+def test_interrupted_ray_sweep_cancels_unfinished_tasks(ray_module, tmp_path, synth_root,
+                                                        monkeypatch):
+    """Ctrl-C in the wait loop: ray.cancel on the unfinished task, the finished one recorded."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    sw = load_sweep(interrupted_sweep(tmp_path, synth_root, "{name: ray, cpus: 1}"))
+    folder = tmp_path / "out"
+    recorded: list[str] = []
+    cancelled: list = []
+    real_wait, real_cancel = ray_module.wait, ray_module.cancel
+
+    def wait(refs, **kwargs):  # Ctrl-C arrives in the loop once the short point is recorded
+        if recorded and kwargs.get("timeout") != 0 and not cancelled:
+            raise KeyboardInterrupt
+        return real_wait(refs, **kwargs)
+
+    def cancel(ref, **kwargs):
+        cancelled.append(ref)
+        return real_cancel(ref, **kwargs)
+
+    monkeypatch.setattr(ray_module, "wait", wait)
+    monkeypatch.setattr(ray_module, "cancel", cancel)
+    with pytest.raises(KeyboardInterrupt) as exc_info:
+        run_sweep(sw, folder, on_event=lambda k, s: k == "done" and recorded.append(s.run.id))
+    assert recorded == ["epochs-1"] and len(cancelled) == 1
+    assert not ray_module.is_initialized()  # the local instance stopped with the sweep
+    check_interrupted(sw, folder, exc_info, "Ray task")
+
+
+def test_sigterm_to_a_slurm_sweep_cancels_its_unfinished_jobs(tmp_path, synth_root, monkeypatch):
+    """SIGTERM while waiting: job.cancel() stops the running point like an interrupted run."""
+    import os
+    import signal
+    import threading
+    import time
+
+    pytest.importorskip("submitit", reason="the 'slurm' extra (submitit) is not installed")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    sw = load_sweep(interrupted_sweep(tmp_path, synth_root,
+                                      "{name: slurm, cluster: local, time_min: 5}"))
+    folder = tmp_path / "out"
+    long_run = folder / "runs" / "epochs-400"
+
+    def terminate_when_ready() -> None:  # the short point recorded, the long one training
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (folder / "results" / "epochs-1.json").is_file() and (
+                    long_run / "metrics.jsonl").is_file():
+                time.sleep(0.5)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.2)
+
+    terms: list[int] = []
+
+    def guard(signum, frame):  # a SIGTERM outside the sweep's wait must not end pytest
+        terms.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, guard)
+    try:
+        threading.Thread(target=terminate_when_ready, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt) as exc_info:
+            run_sweep(sw, folder)
+        assert signal.getsignal(signal.SIGTERM) is guard  # restored after the wait
+        assert not terms  # the sweep's handler took the signal
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    check_interrupted(sw, folder, exc_info, "SLURM job")
+    # the cancelled job got SIGINT: its run stops after the step and closes as interrupted
+    deadline = time.monotonic() + 60
+    while not (long_run / "status.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert json.loads((long_run / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_cli_sweep_says_how_many_points_were_cancelled(sweep_file, monkeypatch, capsys):
+    import aqa_framework.experiments.sweep as sweep_mod
+    from aqa_framework.cli.main import main
+    from aqa_framework.experiments.launchers import LaunchInterrupted
+
+    def interrupted(*args, **kwargs):
+        raise LaunchInterrupted(2, 1, "SLURM job")
+
+    monkeypatch.setattr(sweep_mod, "run_sweep", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", str(sweep_file), "-o", str(sweep_file.parent / "out")])
+    assert exc.value.code == 130
+    err = capsys.readouterr().err
+    assert "cancelled 2 unfinished SLURM jobs; 1 finished point recorded" in err

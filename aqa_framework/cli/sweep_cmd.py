@@ -57,7 +57,8 @@ def sweep(
     Rows average over the replicate axis (seeds, or folds with 'replicate: fold'); with a
     'summary' the table adds rows combining them across one axis (Fisher z for correlations).
     With --launcher ray each point is a Ray task, with --launcher slurm a SLURM job (submitit);
-    results land in the same sweep folder and table.
+    results land in the same sweep folder and table. Interrupting such a sweep (Ctrl-C,
+    SIGTERM) cancels the tasks or jobs that have not finished and keeps the finished ones.
     """
     from aqa_framework.cli.console import err, out
     from aqa_framework.experiments.sweep import (
@@ -101,7 +102,11 @@ def sweep(
     else:
         try:
             statuses = run_sweep(sw, folder, overrides, on_event=event)
-        except BaseException:
+        except BaseException as exc:
+            from aqa_framework.experiments.launchers import LaunchInterrupted
+
+            if isinstance(exc, LaunchInterrupted):  # how many Ray tasks / SLURM jobs stopped
+                err.print(f"[bold]sweep[/] {exc}", highlight=False)
             if Path(folder).is_dir():  # keep the table of what finished; rerun to resume
                 tabulate(sw, sweep_status(sw, folder, overrides)).write(folder)
                 err.print(

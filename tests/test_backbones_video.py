@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
 from aqa_builtin.backbones.c3d import C3DBackbone
 from aqa_builtin.backbones.i3d import I3DBackbone, tf_same_padding
 from aqa_builtin.backbones.torchvision_video import ARCHS, TorchvisionVideoBackbone
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 from safetensors.torch import save_file
 
 from aqa_framework import testing
@@ -64,6 +65,48 @@ def test_i3d_structure_matches_the_inception_v1_i3d():
     assert all(c.bias is None for c in convs)
     assert all(b.eps == pytest.approx(1e-3) for b in bns)
     assert I3DBackbone.input_normalization(model.params) == IMAGENET
+
+
+def test_i3d_bn_momentum_reaches_every_batchnorm_and_defaults_to_pytorchs():
+    default = _meta(I3DBackbone)
+    assert default.params.bn_momentum == 0.1
+    assert {b.momentum for b in default.modules() if isinstance(b, torch.nn.BatchNorm3d)} == {0.1}
+    musdl = _meta(I3DBackbone, bn_momentum=0.01)
+    bns = [m for m in musdl.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert len(bns) == 57 and all(b.momentum == 0.01 for b in bns)
+    with pytest.raises(ValidationError, match="bn_momentum"):
+        I3DBackbone.parse_params({"bn_momentum": 0})
+
+
+def test_i3d_bn_momentum_sets_how_fast_the_running_statistics_move():
+    torch.manual_seed(0)
+    model = I3DBackbone(I3DBackbone.parse_params({"bn_momentum": 0.01})).train()
+    unit = model.conv1a
+    clips = torch.randn(2, 3, 4, 16, 16)
+    with torch.no_grad():
+        # the unit pads 'SAME' (2 before, 3 after for a 7-kernel, stride 2) before its conv
+        batch_mean = unit.conv(torch.nn.functional.pad(clips, (2, 3, 2, 3, 2, 3))).mean(
+            dim=(0, 2, 3, 4)
+        )
+        unit(clips)
+    torch.testing.assert_close(unit.bn.running_mean, 0.01 * batch_mean)
+
+
+def test_musdl_examples_use_musdls_i3d_momentum_and_core_keeps_pytorchs():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    momenta = {}
+    for path in sorted([*root.glob("musdl/*.yaml"), *root.glob("core/*.yaml")]):
+        backbone = yaml.safe_load(path.read_text())["model"]["backbone"]
+        if backbone["name"] == "i3d":
+            params = I3DBackbone.parse_params(backbone.get("params") or {})
+            momenta[f"{path.parent.name}/{path.name}"] = params.bn_momentum
+    assert momenta == {
+        "core/aqa7-core.yaml": 0.1, "core/mtl-aqa-core.yaml": 0.1,
+        "musdl/jigsaws-musdl.yaml": 0.01, "musdl/jigsaws-usdl.yaml": 0.01,
+        "musdl/mtl-aqa-musdl.yaml": 0.01, "musdl/mtl-aqa-usdl.yaml": 0.01,
+    }
 
 
 def test_i3d_passes_the_backbone_contract(one_intra_op_thread):

@@ -72,11 +72,11 @@ class _Unit(nn.Module):
     """Convolution without bias, BatchNorm (eps 1e-3, as in TensorFlow) and ReLU, SAME padding."""
 
     def __init__(self, cin: int, cout: int, kernel: Triple = (1, 1, 1),
-                 stride: Triple = (1, 1, 1)) -> None:
+                 stride: Triple = (1, 1, 1), momentum: float = 0.1) -> None:
         super().__init__()
         self.kernel, self.stride = kernel, stride
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, bias=False)
-        self.bn = nn.BatchNorm3d(cout, eps=1e-3)
+        self.bn = nn.BatchNorm3d(cout, eps=1e-3, momentum=momentum)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.bn(self.conv(_pad_same(x, self.kernel, self.stride))))
@@ -96,16 +96,18 @@ class _MaxPoolSame(nn.Module):
 class _Mixed(nn.Module):
     """An Inception module: four branches concatenated along the channels."""
 
-    def __init__(self, cin: int, widths: tuple[int, int, int, int, int, int]) -> None:
+    def __init__(self, cin: int, widths: tuple[int, int, int, int, int, int],
+                 momentum: float = 0.1) -> None:
         super().__init__()
         c0, c1a, c1b, c2a, c2b, c3 = widths
-        self.b0 = _Unit(cin, c0)
-        self.b1a = _Unit(cin, c1a)
-        self.b1b = _Unit(c1a, c1b, (3, 3, 3))
-        self.b2a = _Unit(cin, c2a)
-        self.b2b = _Unit(c2a, c2b, (3, 3, 3))
+        m = momentum
+        self.b0 = _Unit(cin, c0, momentum=m)
+        self.b1a = _Unit(cin, c1a, momentum=m)
+        self.b1b = _Unit(c1a, c1b, (3, 3, 3), momentum=m)
+        self.b2a = _Unit(cin, c2a, momentum=m)
+        self.b2b = _Unit(c2a, c2b, (3, 3, 3), momentum=m)
         self.pool = _MaxPoolSame((3, 3, 3), (1, 1, 1))
-        self.b3 = _Unit(cin, c3)
+        self.b3 = _Unit(cin, c3, momentum=m)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat(
@@ -136,6 +138,16 @@ class I3DParams(BaseModel):
     )
     dropout: float = Field(
         0.0, ge=0, lt=1, description="Dropout on the output features during training."
+    )
+    bn_momentum: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Momentum of every BatchNorm's running mean and variance (PyTorch's "
+        "convention: new = (1 - momentum) * old + momentum * batch statistic); it only matters "
+        "while BatchNorm trains. 0.1 is PyTorch's default, and that of CoRe's I3D copy; MUSDL's "
+        "copy (piergiaj's pytorch-i3d) uses 0.01; DeepMind's TensorFlow I3D used a decay of "
+        "0.999, i.e. momentum 0.001.",
     )
 
 
@@ -244,22 +256,23 @@ class I3DBackbone(Backbone):
 
     def __init__(self, params: I3DParams) -> None:
         super().__init__(params)
-        self.conv1a = _Unit(3, 64, (7, 7, 7), (2, 2, 2))
+        m = params.bn_momentum
+        self.conv1a = _Unit(3, 64, (7, 7, 7), (2, 2, 2), momentum=m)
         self.pool2a = _MaxPoolSame((1, 3, 3), (1, 2, 2))
-        self.conv2b = _Unit(64, 64)
-        self.conv2c = _Unit(64, 192, (3, 3, 3))
+        self.conv2b = _Unit(64, 64, momentum=m)
+        self.conv2c = _Unit(64, 192, (3, 3, 3), momentum=m)
         self.pool3a = _MaxPoolSame((1, 3, 3), (1, 2, 2))
-        self.mixed3b = _Mixed(*_MIXED["mixed3b"])
-        self.mixed3c = _Mixed(*_MIXED["mixed3c"])
+        self.mixed3b = _Mixed(*_MIXED["mixed3b"], momentum=m)
+        self.mixed3c = _Mixed(*_MIXED["mixed3c"], momentum=m)
         self.pool4a = _MaxPoolSame((3, 3, 3), (2, 2, 2))
-        self.mixed4b = _Mixed(*_MIXED["mixed4b"])
-        self.mixed4c = _Mixed(*_MIXED["mixed4c"])
-        self.mixed4d = _Mixed(*_MIXED["mixed4d"])
-        self.mixed4e = _Mixed(*_MIXED["mixed4e"])
-        self.mixed4f = _Mixed(*_MIXED["mixed4f"])
+        self.mixed4b = _Mixed(*_MIXED["mixed4b"], momentum=m)
+        self.mixed4c = _Mixed(*_MIXED["mixed4c"], momentum=m)
+        self.mixed4d = _Mixed(*_MIXED["mixed4d"], momentum=m)
+        self.mixed4e = _Mixed(*_MIXED["mixed4e"], momentum=m)
+        self.mixed4f = _Mixed(*_MIXED["mixed4f"], momentum=m)
         self.pool5a = _MaxPoolSame((2, 2, 2), (2, 2, 2))
-        self.mixed5b = _Mixed(*_MIXED["mixed5b"])
-        self.mixed5c = _Mixed(*_MIXED["mixed5c"])
+        self.mixed5b = _Mixed(*_MIXED["mixed5b"], momentum=m)
+        self.mixed5c = _Mixed(*_MIXED["mixed5c"], momentum=m)
         self.dropout = nn.Dropout(params.dropout)
 
     @classmethod

@@ -194,11 +194,19 @@ class TrainSpec(_Strict):
         "task's head declares (metric_directions), else 'min' for error-like metric names "
         "(with l1, l2, mse, mae, error or loss) and 'max' otherwise.",
     )
-    select_on: Literal["auto", "val", "test", "last"] = Field(
+    select_on: Literal["auto", "val", "test", "last", "last_mean"] = Field(
         "auto",
         description="Split that picks the epoch: 'val' (needs data.val_fraction > 0), 'last' "
         "(the last epoch), 'test' (the optimistic protocol of published code; the report says "
-        "so) or 'auto' (val when there is a validation split, else last).",
+        "so), 'auto' (val when there is a validation split, else last), or 'last_mean' (a "
+        "paper protocol, labelled so: the test split is evaluated after each of the last "
+        "train.last_epochs epochs and every metric reported is the mean of those values).",
+    )
+    last_epochs: int = Field(
+        10,
+        ge=1,
+        description="With select_on: last_mean, how many final epochs are evaluated on the "
+        "test split and averaged (MUSDL on JIGSAWS: 10); at most train.epochs.",
     )
     max_steps_per_epoch: int | None = Field(
         None, ge=1, description="Stop each epoch after this many steps (quick experiments)."

@@ -90,6 +90,7 @@ def compare(
     for r in summaries:
         table.add_column(r.name, overflow="fold")
     table.add_row("status", *[r.status for r in summaries])
+    table.add_row("evaluated on", *[r.evaluated_on for r in summaries])
     differences = spec_differences(summaries)
     for path, values in differences.items():
         table.add_row(path, *[_fmt(v) for v in values])

@@ -1,9 +1,10 @@
 """What happens at the end of a training epoch: evaluation, selection, schedule, checkpoint.
 
 :class:`EpochPolicy` answers the questions the run asks after each epoch: which splits to
-evaluate (``eval.every``, the last epoch, ``eval.track_test``), whether the epoch is the new
-best (:class:`~aqa_framework.engine.selection.Selection`), which metric the schedule steps on,
-and whether to write a checkpoint (``train.checkpoint_every``, the best and the last epoch).
+evaluate (``eval.every``, the last epoch, ``eval.track_test``, the averaged last epochs of
+``select_on: last_mean``), whether the epoch is the new best
+(:class:`~aqa_framework.engine.selection.Selection`), which metric the schedule steps on, and
+whether to write a checkpoint (``train.checkpoint_every``, the best and the last epoch).
 """
 
 from __future__ import annotations
@@ -86,9 +87,18 @@ class EpochPolicy:
         """Whether ``epoch`` is the run's last."""
         return epoch == self.epochs
 
+    def averages(self, epoch: int) -> bool:
+        """Whether ``epoch`` is one of the last epochs ``select_on: last_mean`` averages."""
+        k = self.selection.last_epochs
+        return k > 0 and epoch > self.epochs - k
+
     def evaluates(self, epoch: int) -> bool:
-        """Whether the model is evaluated after ``epoch`` (every ``eval.every`` and the last)."""
-        return epoch % self.eval_every == 0 or self.is_last(epoch)
+        """Whether the model is evaluated after ``epoch``.
+
+        Every ``eval.every`` epochs, the last one, and each epoch ``select_on: last_mean``
+        averages.
+        """
+        return epoch % self.eval_every == 0 or self.is_last(epoch) or self.averages(epoch)
 
     def splits_to_evaluate(self, epoch: int) -> list[str]:
         """The splits evaluated after ``epoch``, in order (none between ``eval.every``)."""
@@ -97,7 +107,11 @@ class EpochPolicy:
         splits = []
         if self.has_val:
             splits.append("val")
-        if self.track_test or self.selection.split == self.final_split:
+        if (
+            self.track_test
+            or self.selection.split == self.final_split
+            or self.averages(epoch)
+        ):
             splits.append(self.final_split)
         return splits
 

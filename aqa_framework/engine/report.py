@@ -38,6 +38,9 @@ class ReportInputs:
         wall_time_s: Training wall time.
         samples: How many commentaries to show.
         skipped: Keys of the final split's samples left out (``on_error: skip``).
+        averaged: With ``select_on: last_mean``, the last epochs' values and their means
+            (:class:`~aqa_framework.engine.last_epochs.EpochMean`): the metrics table shows
+            the means and a table the per-epoch values; ``result`` is the last epoch's.
     """
 
     title: str
@@ -55,6 +58,23 @@ class ReportInputs:
     wall_time_s: float | None = None
     samples: int = 8
     skipped: list[str] = field(default_factory=list)
+    averaged: Any = None
+
+    def metric_rows(self) -> list[list[Any]]:
+        """``[metric, value]`` rows of the reported metrics, sorted by name."""
+        metrics = self.averaged.mean if self.averaged is not None else self.result.metrics
+        return [[k, v] for k, v in sorted(metrics.items())]
+
+    def epoch_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """Header and rows of the averaged epochs' values (empty without ``last_mean``)."""
+        if self.averaged is None:
+            return [], []
+        names = sorted(self.averaged.values)
+        rows = [
+            [str(e), *(self.averaged.values[m][i] for m in names)]
+            for i, e in enumerate(self.averaged.epochs)
+        ]
+        return ["epoch", *names], [*rows, ["mean", *(self.averaged.mean[m] for m in names)]]
 
 
 def _fmt(v: Any) -> str:
@@ -194,7 +214,11 @@ def write_report(run_dir: str | Path, inputs: ReportInputs) -> Path:
             f"{shown}{more}.",
             "",
         ]
-    parts += [_table(["metric", "value"], sorted(r.metrics.items())), ""]
+    parts += [_table(["metric", "value"], inputs.metric_rows()), ""]
+    header, rows = inputs.epoch_rows()
+    if rows:
+        what = f"Per-epoch values on the {inputs.final_split} split:"
+        parts += [what, "", _table(header, rows), ""]
 
     scatter = run_dir / REPORT_DIR / "scatter.png"
     if scatter_plot(r, inputs.task_kinds, scatter):

@@ -182,9 +182,11 @@ def render_html(inputs: ReportInputs, scatter: Path | None) -> str:
             f"<p>{len(inputs.skipped)} sample(s) could not be loaded and were left out: "
             f"{escape(', '.join(inputs.skipped[:20]))}</p>"
         )
-    body.append(
-        _table(["metric", "value"], [list(kv) for kv in sorted(r.metrics.items())], "metrics")
-    )
+    body.append(_table(["metric", "value"], inputs.metric_rows(), "metrics"))
+    header, rows = inputs.epoch_rows()
+    if rows:
+        body.append(f"<p>Per-epoch values on the {escape(inputs.final_split)} split:</p>")
+        body.append(_table(header, rows, "epochs"))
     if scatter is not None:
         data = base64.b64encode(scatter.read_bytes()).decode("ascii")
         body.append("<h2>Predicted vs judged scores</h2>")

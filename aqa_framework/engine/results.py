@@ -14,6 +14,7 @@ from aqa_framework.engine.run_folder import RESULTS_FILE, RunFolder
 from aqa_framework.engine.selection import Selection, describe_selection
 
 if TYPE_CHECKING:
+    from aqa_framework.engine.last_epochs import EpochMean
     from aqa_framework.engine.loop import EvalResult
     from aqa_framework.resolve import ResolvedSpec
 
@@ -25,6 +26,9 @@ class RunResults:
     Attributes:
         result: The final evaluation (of the selected epoch, on ``eval.split``).
         selection: How the epoch was chosen.
+        averaged: With ``select_on: last_mean``, the per-epoch values of the last epochs and
+            their means, which are then the reported metrics (``result`` is the last
+            epoch's evaluation, written to ``predictions.csv``).
         best: The selected epoch (see :attr:`TrainState.best
             <aqa_framework.engine.train_state.TrainState.best>`).
         history: One record per epoch.
@@ -47,6 +51,14 @@ class RunResults:
     parameters: dict[str, int] = field(default_factory=dict)
     train_seconds: float = 0.0
     environment: list[str] = field(default_factory=list)
+    averaged: EpochMean | None = None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The reported metrics: the means of the last epochs, else the final evaluation's."""
+        if self.averaged is not None:
+            return dict(self.averaged.mean)
+        return dict(self.result.metrics)
 
     @property
     def skipped(self) -> list[str]:
@@ -79,30 +91,47 @@ def write_results(folder: RunFolder, resolved: ResolvedSpec, results: RunResults
     folder.write_json(RESULTS_FILE, _results_json(resolved, results, sentence))
     write_report(folder.path, _report_inputs(folder, resolved, results, sentence))
     skipped = results.skipped
-    table = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    table = " ".join(f"{k} {v:.4f}" for k, v in results.metrics.items())
     left_out = f", {len(skipped)} left out (on_error: skip)" if skipped else ""
-    return f"Final {spec.eval.split} metrics ({len(result.keys)} samples{left_out}): {table}"
+    averaged = results.averaged
+    what = (
+        f"Mean of the {spec.eval.split} metrics of the last {len(averaged.epochs)} epochs"
+        if averaged is not None
+        else f"Final {spec.eval.split} metrics"
+    )
+    return f"{what} ({len(result.keys)} samples{left_out}): {table}"
 
 
 def _results_json(resolved: ResolvedSpec, results: RunResults, sentence: str) -> dict[str, Any]:
     """The content of ``results.json``."""
     spec = resolved.spec
     best, selection, skipped = results.best, results.selection, results.skipped
-    return {
+    doc: dict[str, Any] = {
         "split": spec.eval.split,
         "samples": len(results.result.keys),
         "skipped": {"count": len(skipped), "keys": skipped},
-        "metrics": results.result.metrics,
+        "metrics": results.metrics,
         "epoch": best["epoch"] if best else spec.train.epochs,
         "selection": {
             "split": selection.split,
             "metric": selection.metric,
             "mode": selection.mode,
             "value": best.get("value") if best else None,
+            "protocol": selection.protocol,
             "description": sentence,
         },
         "train_time_s": round(results.train_seconds, 2),
     }
+    if results.averaged is not None:
+        from aqa_framework.engine.last_epochs import label
+
+        doc["selection"]["last_epochs"] = selection.last_epochs
+        doc["selection"]["label"] = label(spec.eval.split, selection.last_epochs)
+        doc["last_epochs"] = {
+            **results.averaged.to_json(),
+            "last_epoch_metrics": dict(results.result.metrics),
+        }
+    return doc
 
 
 def _report_inputs(
@@ -123,6 +152,7 @@ def _report_inputs(
         selection=sentence,
         final_split=spec.eval.split,
         result=results.result,
+        averaged=results.averaged,
         task_kinds={t: h.cls.target_kind for t, h in r.heads.items()},
         history=results.history,
         environment=results.environment,

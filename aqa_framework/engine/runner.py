@@ -326,6 +326,8 @@ class _Run:
         selection = resolve_selection(spec, has_val=spec.data.val_fraction > 0, heads=heads)
         folder, ckpt = self._folder(run_dir, resume)
         self.folder = folder
+        if ckpt is not None:
+            self._check_averaged_epochs(ckpt, selection)
         self.info = RunInfo(
             folder=folder.path,
             name=folder.path.name,
@@ -437,6 +439,36 @@ class _Run:
                         "train.epochs",
                         f"is {spec.train.epochs}, but the run in {folder.path} already "
                         f"completed {ckpt.epoch} epochs; give at least {ckpt.epoch}",
+                    )
+                ],
+                source=self.resolved.source,
+            )
+
+    def _check_averaged_epochs(self, ckpt: Checkpoint, selection: Selection) -> None:
+        """Refuse a resume whose ``select_on: last_mean`` window holds epochs never evaluated.
+
+        That happens when ``train.epochs`` changed: the last epochs moved to epochs the run
+        already trained without evaluating them on the final split.
+        """
+        from aqa_framework.engine.last_epochs import missing_epochs
+
+        spec = self.spec
+        if not selection.last_epochs:
+            return
+        history = list(ckpt.meta.get("history", []))[: ckpt.epoch]
+        missing = missing_epochs(
+            history, spec.eval.split, spec.train.epochs, selection.last_epochs, ckpt.epoch
+        )
+        if missing:
+            raise SpecError(
+                [
+                    (
+                        "train.epochs",
+                        f"is {spec.train.epochs}: select_on: last_mean would average the "
+                        f"{spec.eval.split} metrics of epochs {missing}, which the run in "
+                        f"{self.folder.path} trained without evaluating them on that split; "
+                        f"resume with the run's original train.epochs or give at least "
+                        f"{ckpt.epoch + selection.last_epochs}",
                     )
                 ],
                 source=self.resolved.source,
@@ -638,6 +670,8 @@ class _Run:
             f"device {self.device}, {self.precision}"
             + (f", {self.ctx.world_size} processes" if self.ctx.enabled else "")
         )
+        for note in data.notes:
+            self.log(note)
 
     def _checkpoint_meta(self, data: OpenedData) -> dict[str, Any]:
         """What every checkpoint of the run stores besides its epoch."""
@@ -900,9 +934,18 @@ class _Run:
         """Rank 0: the ``run_end`` event (the results callback writes the results files)."""
         from aqa_framework.builder import count_parameters
 
+        averaged = None
+        if selection.last_epochs:
+            from aqa_framework.engine.last_epochs import mean_of_last_epochs
+
+            averaged = mean_of_last_epochs(
+                state.history, self.spec.eval.split, self.spec.train.epochs,
+                selection.last_epochs,
+            )
         results = RunResults(
             result=result,
             selection=selection,
+            averaged=averaged,
             best=state.best,
             history=state.history,
             sizes=data.sizes,
@@ -920,7 +963,7 @@ class _Run:
             "run_end",
             RunEnd(
                 self.info,
-                metrics=dict(result.metrics),
+                metrics=dict(averaged.mean if averaged is not None else result.metrics),
                 epoch=state.best["epoch"] if state.best else self.spec.train.epochs,
                 history=_copy(state.history),
                 results=results,

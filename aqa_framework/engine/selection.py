@@ -4,7 +4,8 @@ The default protocol is honest: the epoch is picked on a validation split carved
 training split (``data.val_fraction``), or, without one, the last epoch is reported. The test
 split is then used once, for the final evaluation. Picking the epoch on the test split (what the
 published code of MTL-AQA and its successors does) is available as ``train.select_on: test``
-and is labelled optimistic in the report.
+and is labelled optimistic in the report; so is ``train.select_on: last_mean``, which reports
+the mean of the test metrics of the last ``train.last_epochs`` epochs (:mod:`.last_epochs`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,23 @@ class Selection:
             reported).
         metric: ``task.metric`` compared across epochs.
         mode: ``"max"`` or ``"min"``.
+        last_epochs: With ``select_on: last_mean``, the number of final epochs whose
+            final-split metrics are averaged (``split`` is then ``None``); 0 otherwise.
     """
 
     split: str | None
     metric: str
     mode: str
+    last_epochs: int = 0
+
+    @property
+    def protocol(self) -> str:
+        """``val``, ``test`` (the epoch chosen on that split), ``last`` or ``last_mean``."""
+        if self.last_epochs:
+            return "last_mean"
+        if self.split is None:
+            return "last"
+        return "val" if self.split == "val" else "test"
 
     def better(self, value: float, best: float | None) -> bool:
         """Whether ``value`` beats the best so far (NaN never does)."""
@@ -76,7 +89,8 @@ def resolve_selection(
         heads: Task name -> head class (the resolved spec's heads).
 
     Raises:
-        SpecError: If ``select_on: val`` has no validation split, or the metric names no task.
+        SpecError: If ``select_on: val`` has no validation split, ``select_on: last_mean``
+            averages more epochs than the run has, or the metric names no task.
     """
     tr = spec.train
     task = tr.select_metric.split(".", 1)[0]
@@ -96,6 +110,16 @@ def resolve_selection(
         raise SpecError(
             [("train.select_on", "'val' needs a validation split: set data.val_fraction > 0")]
         )
+    if on == "last_mean" and tr.last_epochs > tr.epochs:
+        raise SpecError(
+            [
+                (
+                    "train.last_epochs",
+                    f"is {tr.last_epochs}, but the run has only train.epochs = {tr.epochs} "
+                    f"epochs to average; give at most {tr.epochs} (or more train.epochs)",
+                )
+            ]
+        )
     split = {"auto": "val" if has_val else None, "val": "val", "test": spec.eval.split}.get(on)
     mode = tr.select_mode
     if mode == "auto":
@@ -103,7 +127,9 @@ def resolve_selection(
         head = (heads or {}).get(task)
         direction = getattr(head, "metric_direction", direction_from_name)
         mode = direction(metric_name)
-    return Selection(split, tr.select_metric, mode)
+    return Selection(
+        split, tr.select_metric, mode, tr.last_epochs if on == "last_mean" else 0
+    )
 
 
 def describe_selection(
@@ -115,6 +141,10 @@ def describe_selection(
     subset_seed: int = 0,
 ) -> str:
     """One sentence for the report: which split picked the epoch, and by what."""
+    if selection.last_epochs:
+        from aqa_framework.engine.last_epochs import describe
+
+        return describe(final_split, selection.last_epochs, epochs)
     if selection.split is None or best is None:
         return (
             f"No epoch selection: the last epoch ({epochs}) is reported; the {final_split} "

@@ -52,7 +52,9 @@ cell empty.
 
 Every metric comes from a run's final evaluation (``results.json``): the table shows the split
 it was computed on and how the run chose its epoch (the last one, on the validation split, or
-on the evaluated split itself, which is marked optimistic). The sweep never picks epochs.
+on the evaluated split itself, which is marked optimistic), or that the run reports the mean of
+its last epochs' test metrics (``train.select_on: last_mean``, marked as a paper protocol). The
+sweep never picks epochs.
 
 The sweep folder holds ``sweep.yaml`` (a copy of the file), ``plan.json`` (every run's full
 spec), ``runs/<run id>/`` (the run folders), ``results/<run id>.json`` (a finished run's final
@@ -720,27 +722,46 @@ def read_run_source(run_dir: Path) -> dict[str, Any]:
 
     Returns:
         ``{"split": evaluated split, "selected_on": split that chose the epoch or None for
-        the last epoch, "epoch": reported epoch}``; empty if the folder does not say (a run
-        written by another training function).
+        the last epoch, "epoch": reported epoch}``, plus ``"last_epochs"`` (the number of
+        averaged epochs) for a run with ``train.select_on: last_mean``; empty if the folder
+        does not say (a run written by another training function).
     """
     from aqa_framework.engine.run_folder import RESULTS_FILE
 
     try:
         data = json.loads((Path(run_dir) / RESULTS_FILE).read_text(encoding="utf-8"))
-        return {
-            "split": str(data["split"]),
-            "selected_on": data["selection"]["split"],
-            "epoch": data.get("epoch"),
-        }
+        return source_of_results(data)
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
 
+def source_of_results(data: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`read_run_source` of a ``results.json`` already read.
+
+    Raises:
+        KeyError: If it does not say which split it evaluated and how.
+    """
+    source = {
+        "split": str(data["split"]),
+        "selected_on": data["selection"]["split"],
+        "epoch": data.get("epoch"),
+    }
+    if data["selection"].get("protocol") == "last_mean":
+        source["last_epochs"] = int(data["selection"]["last_epochs"])
+    return source
+
+
 def describe_source(source: Mapping[str, Any]) -> str:
-    """``test, last epoch`` / ``test, epoch chosen on val`` / ``... (optimistic)``."""
+    """``test, last epoch`` / ``test, epoch chosen on val`` / ``... (optimistic)``.
+
+    A run with ``train.select_on: last_mean``: ``test, mean of last 10 epochs (paper
+    protocol)``.
+    """
     split = source.get("split")
     if not split:
         return "unknown"
+    if source.get("last_epochs"):
+        return f"{split}, mean of last {source['last_epochs']} epochs (paper protocol)"
     on = source.get("selected_on")
     if on is None:
         return f"{split}, last epoch"
@@ -1021,6 +1042,13 @@ class SweepTable:
             notes.append(
                 f"{len(optimistic)} run(s) chose their epoch on the split they report "
                 f"({', '.join(optimistic)}): those metrics are optimistic."
+            )
+        averaged = [s.run.id for s in self.runs if s.source.get("last_epochs")]
+        if averaged:
+            notes.append(
+                f"{len(averaged)} run(s) report the mean of the test metrics of their last "
+                f"epochs (train.select_on: last_mean, a paper protocol without validation "
+                f"split; {', '.join(averaged)})."
             )
         return notes
 

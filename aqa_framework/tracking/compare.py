@@ -84,6 +84,23 @@ class RunSummary:
         return {k: (math.nan if v is None else float(v)) for k, v in raw.items()}
 
     @property
+    def evaluated_on(self) -> str:
+        """Where the final metrics come from, as sweep tables say it.
+
+        ``test, epoch chosen on val``, ``test, epoch chosen on test (optimistic)``,
+        ``test, last epoch``, ``test, mean of last 10 epochs (paper protocol)``; ``-`` while
+        the run has not finished, ``unknown`` if its ``results.json`` does not say.
+        """
+        from aqa_framework.experiments.sweep import describe_source, source_of_results
+
+        if self.results is None:
+            return "-"
+        try:
+            return describe_source(source_of_results(self.results))
+        except (KeyError, TypeError, ValueError):
+            return "unknown"
+
+    @property
     def selection_metric(self) -> str | None:
         """The metric the run selected its epoch on, if it did."""
         return ((self.results or {}).get("selection") or {}).get("metric")

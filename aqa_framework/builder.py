@@ -312,6 +312,8 @@ def check_spec(resolved: ResolvedSpec, *, samples: bool = True) -> str:
     shape = found.input_shape
     shape_txt = f" of {'x'.join(map(str, shape))}" if shape else ""
     checked = "; every sample's video checked" if found.samples_checked else ""
+    if found.val_split:
+        checked += f"; {found.val_split}"
     return (
         f"dataset '{resolved.dataset.name}' train split: {len(dataset)} samples{shape_txt} "
         f"with {dataset.targets.describe()}; model {_human(counts['total'])} "

@@ -45,6 +45,8 @@ class OpenedData:
         full: The whole training split (augmented), ``None`` when it was not opened.
         partners: With ``data.partners``: the training samples (without augmentation) that
             the validation and evaluation samples draw their exemplars from.
+        notes: Lines for the run log about how the splits were drawn (a pair dataset's
+            validation split drawn by video, and the pairs it dropped).
     """
 
     train: Dataset | None
@@ -56,6 +58,7 @@ class OpenedData:
     split: str = "test"
     full: VideoDataset | None = None
     partners: PartnerPool | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def open_split(
@@ -96,7 +99,8 @@ def open_data(
     With ``training`` (``aqa run``): the training split with augmentation, opened by rank 0
     first under DDP (a dataset generated on first use is written once); the training and
     validation indices of ``data.val_fraction``, ``data.train_size`` and ``data.subset_seed``
-    (:func:`~aqa_framework.data.subsets.train_val_indices`); the validation samples without
+    (:func:`~aqa_framework.data.subsets.split_indices`: by videos for a pair dataset, so that
+    no video is in both training and validation pairs); the validation samples without
     augmentation; the evaluation split. The input shape is the dataset's declaration, else
     the shape of the first evaluation sample.
 
@@ -140,7 +144,7 @@ def open_data(
         return opened
     from torch.utils.data import Subset
 
-    from aqa_framework.data.subsets import train_val_indices
+    from aqa_framework.data.subsets import split_indices
     from aqa_framework.engine import distributed as D
 
     ctx = ctx if ctx is not None else D.DistContext()
@@ -151,8 +155,8 @@ def open_data(
     D.barrier(ctx)
     if not ctx.is_main:
         full = open_split(resolved, "train", train=True, check=False)
-    idx = train_val_indices(
-        len(full), spec.data.val_fraction, spec.data.train_size, spec.data.subset_seed
+    idx = split_indices(
+        full, spec.data.val_fraction, spec.data.train_size, spec.data.subset_seed
     )
     train = full if len(idx.train) == len(full) else Subset(full, idx.train)
     val = None
@@ -164,6 +168,8 @@ def open_data(
     if shape is None:  # not declared: one (unaugmented) sample tells
         shape = tuple(test[0]["video"].shape)
     opened = OpenedData(train, val, test, full.targets, sizes, shape, split, full)
+    if idx.note:
+        opened.notes.append(idx.note)
     if spec.data.partners is not None:
         _with_partners(resolved, opened, idx.train)
     return opened
@@ -179,7 +185,7 @@ def _with_partners(resolved: ResolvedSpec, opened: OpenedData, train_idx: list[i
     from torch.utils.data import Subset
 
     from aqa_framework.data.partners import PartnerDataset, PartnerPool, check_group_by
-    from aqa_framework.data.subsets import train_val_indices
+    from aqa_framework.data.subsets import split_indices
 
     spec = resolved.spec
     partners = spec.data.partners
@@ -187,8 +193,8 @@ def _with_partners(resolved: ResolvedSpec, opened: OpenedData, train_idx: list[i
     check_group_by(partners.group_by, opened.targets)
     plain = open_split(resolved, "train", check=False)
     if train_idx is None:
-        train_idx = train_val_indices(
-            len(plain), spec.data.val_fraction, spec.data.train_size, spec.data.subset_seed
+        train_idx = split_indices(
+            plain, spec.data.val_fraction, spec.data.train_size, spec.data.subset_seed
         ).train
     samples = plain if len(train_idx) == len(plain) else Subset(plain, train_idx)
     pool = PartnerPool.of(samples, partners, spec.seed)

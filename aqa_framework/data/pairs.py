@@ -23,7 +23,10 @@ sets ``data.partners: {train: 1, test: 1}``: the partner is the pair's other vid
 draw from the training samples.
 
 Splits are splits of *pairs*: a pair is in exactly one split, so it never crosses the
-train/test split. Where a dataset also lists the videos of each split (BEST), a pair naming a
+train/test split. The validation split (``data.val_fraction``) is drawn by *videos*
+(:meth:`PairFeatureDataset.sample_videos`, :func:`~aqa_framework.data.subsets.split_indices`):
+no video occurs in both training and validation pairs, and pairs that would straddle the two
+are used by neither. Where a dataset also lists the videos of each split (BEST), a pair naming a
 video outside its split's list is a bad row (an error naming the file and line, or left out
 with a warning under ``on_error: skip``). EPIC-Skills splits only its pairs, and a video may
 occur in pairs of both splits (every test pair holds at least one video unseen in training),
@@ -433,6 +436,16 @@ class PairFeatureDataset(VideoDataset):
             "classes": {"task": self.task_names.index(pair.task)},
             "arrays": {"preference": 0.0 if pair.equal else 1.0},
         }
+
+    def sample_videos(self, index: int) -> tuple[str, str]:
+        """Video keys ``<task>/<id>`` of pair ``index``, better first.
+
+        The validation split of a pair dataset is drawn by these
+        (:func:`~aqa_framework.data.subsets.split_indices`): no video occurs in both
+        training and validation pairs.
+        """
+        pair = self.pairs[index]
+        return (f"{pair.task}/{pair.better}", f"{pair.task}/{pair.worse}")
 
     def own_partner_keys(self, index: int) -> list[str]:
         """Video key of the partner of pair ``index``: its worse video ``<task>/<id>``."""

@@ -186,6 +186,8 @@ class Preflight:
         device: The device a run would use here.
         samples_checked: Whether every sample was checked against its video (the dataset
             implements :meth:`~aqa_framework.interfaces.VideoDataset.check_samples`).
+        val_split: How a pair dataset's validation split is drawn by video, with its counts
+            (``None`` for a plain draw).
     """
 
     dataset: VideoDataset
@@ -194,6 +196,7 @@ class Preflight:
     counts: dict[str, int] = field(default_factory=dict)
     device: Any = None
     samples_checked: bool = False
+    val_split: str | None = None
 
 
 def preflight(resolved: ResolvedSpec, *, samples: bool = True) -> Preflight:
@@ -223,14 +226,14 @@ def preflight(resolved: ResolvedSpec, *, samples: bool = True) -> Preflight:
     """
     from aqa_framework.builder import build_model, count_parameters, open_dataset
     from aqa_framework.data.padding import check_eval_lengths
-    from aqa_framework.data.subsets import train_val_indices
+    from aqa_framework.data.subsets import split_indices
 
     spec = resolved.spec
     device = check_settings(spec)
     check_eval_split(resolved)
     dataset = open_dataset(resolved, "train", train=False)
-    train_val_indices(
-        len(dataset), spec.data.val_fraction, spec.data.train_size, spec.data.subset_seed
+    split = split_indices(
+        dataset, spec.data.val_fraction, spec.data.train_size, spec.data.subset_seed
     )
     evaluation = (
         dataset
@@ -252,4 +255,6 @@ def preflight(resolved: ResolvedSpec, *, samples: bool = True) -> Preflight:
         dataset.check_samples()
         if evaluation is not dataset:
             evaluation.check_samples()
-    return Preflight(dataset, model, shape, count_parameters(model), device, checked)
+    return Preflight(
+        dataset, model, shape, count_parameters(model), device, checked, split.note or None
+    )

@@ -670,6 +670,8 @@ class _Run:
             f"device {self.device}, {self.precision}"
             + (f", {self.ctx.world_size} processes" if self.ctx.enabled else "")
         )
+        for note in data.notes:
+            self.log(note)
 
     def _checkpoint_meta(self, data: OpenedData) -> dict[str, Any]:
         """What every checkpoint of the run stores besides its epoch."""

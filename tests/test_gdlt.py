@@ -163,8 +163,9 @@ def test_identity_backbone():
     assert IdentityBackbone.input_kind == "features"
     with pytest.raises(ValueError, match="video backbone"):
         bb(torch.randn(2, 3, 4, 8, 8))
-    with pytest.raises(Exception):  # noqa: B017 - the kit rejects a non-video backbone input
-        check_backbone(IdentityBackbone)
+    assert check_backbone(IdentityBackbone, input_shape=(7,)) == (7,)  # (M, D) features
+    with pytest.raises(AssertionError, match=r"input_shape=\(D,\)"):
+        check_backbone(IdentityBackbone, input_shape=(3, 16, 32, 32))
 
 
 def _spec(tmp_path, head="gdlt", aggregator="average", backbone="identity"):

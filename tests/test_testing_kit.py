@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from aqa_framework import testing
+from aqa_framework.errors import SpecError
 from aqa_framework.interfaces import Aggregator, Backbone, TaskHead
 from aqa_framework.registry import Registry
 from aqa_framework.targets import ArrayTarget
@@ -229,6 +230,165 @@ def test_dataset_with_wrong_key_is_caught():
         testing.check_dataset(WrongKey(WrongKey.parse_params({}), "train"))
 
 
+# ---------------------------------------------------------------------------------------------
+# exemplars, feature inputs and padding masks
+
+
+class ToyExemplarHead(ToyScoreHead):
+    """Scores a sample as its exemplars' mean score plus a learned difference."""
+
+    name = "toy.exemplar"
+    uses_partners = True
+    seen: list = []
+
+    def fit(self, data):
+        type(self).seen.append(("fit", len(data), data.group_by, data.groups))
+
+    def forward(self, features, batch=None, partners=None):
+        theirs = partners["features"]
+        scores = partners["scores"][self.score] / 100
+        type(self).seen.append(
+            ("forward", tuple(theirs.shape), tuple(scores.shape), partners["key"],
+             None if batch is None else batch["key"])
+        )
+        delta = self.fc(features.unsqueeze(1) - theirs).squeeze(-1)
+        return {"score": (scores + delta).mean(1), "votes": scores + delta}
+
+
+class PerExemplarPredictionsHead(ToyExemplarHead):
+    """Predicts one value per exemplar instead of one per sample."""
+
+    name = "toy.per-exemplar"
+
+    def predict(self, outputs):
+        return {self.score: [float(x) * 100 for x in outputs["votes"].flatten()]}
+
+
+class FeatureBackbone(Backbone):
+    """A linear map of each pre-extracted clip feature vector."""
+
+    name = "toy.features"
+    Params = _WidthParams
+    input_kind = "features"
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.fc = nn.Linear(6, params.width)
+
+    def forward(self, clips):
+        return self.fc(clips)
+
+
+class ClipMixingBackbone(FeatureBackbone):
+    """Subtracts the mean over the batch's clips, so padding leaks into real clips."""
+
+    name = "toy.clip-mixing"
+
+    def forward(self, clips):
+        return self.fc(clips - clips.mean(dim=0, keepdim=True))
+
+
+class MaskedMeanHead(ToyScoreHead):
+    """Regresses the score from the mean of the real clips of a padded sequence."""
+
+    name = "toy.masked-mean"
+    consumes = "clips"
+    uses_mask = True
+    seen: list = []
+
+    def _count(self, mask):
+        return mask.sum(1, keepdim=True)
+
+    def forward(self, features, batch=None):
+        mask = torch.ones(features.shape[:2], dtype=torch.bool)
+        if batch is not None and "video_mask" in batch:
+            mask = batch["video_mask"]
+            type(self).seen.append(sorted(batch))
+        kept = features * mask.unsqueeze(-1)
+        return {"score": self.fc(kept.sum(1) / self._count(mask)).squeeze(1)}
+
+
+class PaddingCountingHead(MaskedMeanHead):
+    """Zeroes the padded clips but divides by the padded length."""
+
+    name = "toy.padding-counting"
+
+    def _count(self, mask):
+        return torch.full_like(mask.sum(1, keepdim=True), mask.shape[1])
+
+
+class ToyMaskedAggregator(ToyMeanAggregator):
+    """Averages the real clips of padded sequences."""
+
+    name = "toy.masked"
+    uses_mask = True
+
+    def forward(self, clip_features, mask=None):
+        if mask is None:
+            return clip_features.mean(dim=1)
+        weights = mask.to(clip_features.dtype).unsqueeze(-1)
+        return (clip_features * weights).sum(1) / weights.sum(1)
+
+
+class MaskIgnoringAggregator(ToyMaskedAggregator):
+    """Declares uses_mask but averages the padding too."""
+
+    name = "toy.mask-ignoring"
+
+    def forward(self, clip_features, mask=None):
+        return clip_features.mean(dim=1)
+
+
+def test_exemplar_heads_get_exemplars_drawn_and_collated_as_the_engine_does():
+    ToyExemplarHead.seen.clear()
+    targets = testing.tiny_targets(captions=False)
+    partners = {"train": 1, "test": 3, "group_by": "position"}
+    testing.check_head(ToyExemplarHead, targets, in_shape=(5,), batch_size=4, partners=partners)
+    fits = [s for s in ToyExemplarHead.seen if s[0] == "fit"]
+    assert len(fits) == 1 and fits[0][1:3] == (11, "position")  # 2 x 4 samples + 3 voters
+    assert len(fits[0][3]) == 11 and set(fits[0][3]) <= {0, 1, 2}
+    calls = [s for s in ToyExemplarHead.seen if s[0] == "forward"]
+    (train, *evals) = calls
+    assert train[1:3] == ((4, 1, 5), (4, 1))  # one exemplar per sample while training
+    assert all(c[1:3] == ((4, 3, 5), (4, 3)) and c[4] is None for c in evals)
+    for _, _, _, exemplar_keys, own_keys in calls[:1]:
+        assert len(exemplar_keys) == 1 and len(exemplar_keys[0]) == 4  # K lists of B keys
+        assert all(e != k for e, k in zip(exemplar_keys[0], own_keys, strict=True))
+    assert all(k.startswith("sample-00") for c in evals for keys in c[3] for k in keys)
+
+
+def test_exemplar_head_checks_catch_a_broken_head():
+    with pytest.raises(ContractError, match=r"must be a list with one value per sample \(4\)"):
+        testing.check_head(PerExemplarPredictionsHead, testing.tiny_targets(captions=False))
+    with pytest.raises(SpecError, match="data.partners.group_by"):
+        testing.check_head(ToyExemplarHead, partners={"group_by": "final_score"})
+
+
+def test_feature_input_backbones_take_clip_feature_vectors():
+    assert testing.check_backbone(FeatureBackbone, {"width": 3}, input_shape=(6,)) == (3,)
+    with pytest.raises(ContractError, match=r"input_shape=\(D,\)"):
+        testing.check_backbone(FeatureBackbone, input_shape=(3, 4, 8, 8))  # a video clip
+    with pytest.raises(ContractError, match="must not depend on the other clips"):
+        testing.check_backbone(ClipMixingBackbone, input_shape=(6,), batch=3)
+
+
+def test_mask_heads_get_padded_sequences_and_must_leave_the_padding_out():
+    MaskedMeanHead.seen.clear()
+    targets = testing.tiny_targets(captions=False)
+    assert testing.check_head(MaskedMeanHead, targets, in_shape=(4,), num_clips=3)
+    # training: the whole batch with its video_mask; evaluation: the mask alone
+    assert "scores" in MaskedMeanHead.seen[0] and "video_mask" in MaskedMeanHead.seen[0]
+    assert ["video_mask"] in MaskedMeanHead.seen[1:]
+    with pytest.raises(ContractError, match="changes alone, without its padding"):
+        testing.check_head(PaddingCountingHead, targets, in_shape=(4,), num_clips=3)
+
+
+def test_mask_aggregators_must_leave_the_padding_out():
+    assert testing.check_aggregator(ToyMaskedAggregator, in_shape=(4,)) == (4,)
+    with pytest.raises(ContractError, match="other features than the video alone"):
+        testing.check_aggregator(MaskIgnoringAggregator, in_shape=(4,))
+
+
 def test_registry_with_and_check_registered():
     reg = testing.registry_with("toy", [ToyBackbone, ToyScoreHead], builtins=False)
     assert reg.names("backbone") == ["toy.conv"] and reg.names("head") == ["toy.score"]
@@ -241,8 +401,7 @@ def test_registry_with_and_check_registered():
 
 class CheckedIn(str):
     """A component tested in another test (``file.py::test``) instead of here, because it needs
-    data or doors the generic checks here do not build (release files, feature files,
-    partners)."""
+    data or doors the generic checks here do not build (release files, feature files)."""
 
 
 BACKBONES = {
@@ -254,7 +413,7 @@ BACKBONES = {
         "test_backbones_video.py::test_torchvision_r3d_passes_the_backbone_contract_and_can_be_"
         "frozen"
     ),
-    "identity": CheckedIn("test_gdlt.py::test_identity_backbone"),  # feature inputs
+    "identity": ({}, (12,)),  # (M, D) clip features
 }
 AGGREGATORS = {
     "average": [({}, 3), ({"shared_fc": 8, "dropout": 0.1}, 3)],
@@ -268,17 +427,24 @@ _JUDGES = {
     ),
     "difficulty": ArrayTarget(kind="difficulty", low=1, high=4),
 }
+_DIVES = {  # three difficulty values, so that exemplars share one
+    "difficulty": ArrayTarget(kind="difficulty", low=2, high=3, info={"step": 0.5}),
+}
+_PAIRS = {"preference": ArrayTarget(kind="pair_order", low=0, high=1, info={"step": 1})}
+# name -> (params, open targets[, other check_head arguments])
 HEADS = {
     "score": ({}, None),
     "classification": ({}, None),
     "caption": ({"hidden": 16, "word_dim": 8, "layers": 1, "metrics": ["bleu", "rouge"]}, None),
     "usdl": ({"hidden": [8], "bins": 21}, None),
     "musdl": ({"hidden": [8], "rule": "diving"}, _JUDGES),
-    "gdlt": CheckedIn("test_gdlt.py::test_gdlt_head_contract_and_defaults"),  # clip sequences
-    "core": CheckedIn("test_core_head.py::test_training_uses_both_orders_and_prediction_votes_"
-                      "times_difficulty"),  # compares with exemplars
-    "ranking": CheckedIn("test_pairwise.py::test_ranking_head_loss_predictions_and_per_task_"
-                         "accuracy"),  # compares pair mates
+    "gdlt": ({"in_hidden": 8, "dim": 8, "ffn": 16}, None),  # masked clip sequences
+    "core": (  # exemplars grouped by difficulty, 3 voters when evaluating
+        {"hidden": 8, "depth": 3, "difficulty": "difficulty", "score_range": 100},
+        _DIVES,
+        {"partners": {"train": 1, "test": 3, "group_by": "difficulty"}},
+    ),
+    "ranking": ({"hidden": 8}, _PAIRS, {"partners": {"train": 1, "test": 1}}),  # pair mates
 }
 REGISTRY = Registry(entry_points=[], builtins=True, strict=True)  # built-ins only
 
@@ -315,8 +481,9 @@ def test_builtin_aggregator(name):
 @pytest.mark.parametrize("name", _names("head"))
 def test_builtin_head(name):
     cls = REGISTRY.get("head", name)
-    params, arrays = _small(HEADS, "head", name)
-    metrics = testing.check_head(cls, testing.tiny_targets(arrays=arrays), params)
+    params, arrays, *kit = _small(HEADS, "head", name)
+    kit_args = kit[0] if kit else {}
+    metrics = testing.check_head(cls, testing.tiny_targets(arrays=arrays), params, **kit_args)
     assert metrics
 
 

@@ -246,3 +246,16 @@ def test_killed_run_resumes_with_the_per_epoch_values_it_had(reference, tmp_path
     ref = json.loads((reference / "results.json").read_text())
     assert got["metrics"] == ref["metrics"]
     assert got["last_epochs"]["per_epoch"] == ref["last_epochs"]["per_epoch"]
+
+
+def test_aqa_evaluate_says_its_figures_are_one_epochs_not_the_reported_mean(reference, capsys):
+    from aqa_framework.cli.eval_cmd import evaluate
+
+    resolved()  # the registry with the test dataset
+    evaluate(reference, as_json=True)
+    doc = json.loads(capsys.readouterr().out)
+    assert "last 3 epochs" in doc["note"] and "not the run's reported mean" in doc["note"]
+    results = json.loads((reference / "results.json").read_text())
+    # the re-evaluation gives the last epoch's figures, which results.json also keeps
+    last = results["last_epochs"]["last_epoch_metrics"]
+    assert doc["metrics"]["score.mse"] == pytest.approx(last["score.mse"], rel=1e-5)

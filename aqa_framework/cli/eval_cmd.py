@@ -57,6 +57,9 @@ def evaluate(
         "skipped": {"count": len(result.skipped), "keys": result.skipped},
         "metrics": result.metrics,
     }
+    note = _protocol_note(trained)
+    if note:
+        doc["note"] = note
     if as_json:
         typer.echo(jsonio.dumps(doc, indent=2))
         return
@@ -75,8 +78,22 @@ def evaluate(
     for name, value in result.metrics.items():
         table.add_row(name, f"{value:.4f}")
     out.print(table)
+    if note:
+        out.print(f"note: {note}", highlight=False, markup=False)
     if predictions is not None:
         out.print(f"Predictions: {predictions}", highlight=False)
+
+
+def _protocol_note(trained) -> str | None:  # noqa: ANN001
+    """What a re-evaluation is not, for runs whose reported metrics are no single epoch's."""
+    train = trained.resolved.spec.train
+    if train.select_on != "last_mean":
+        return None
+    return (
+        f"this run reported the mean of the test metrics of its last {train.last_epochs} epochs "
+        "(train.select_on: last_mean); aqa evaluate evaluates one checkpoint, the last epoch's, "
+        "so its figures are that epoch's, not the run's reported mean"
+    )
 
 
 def predict(

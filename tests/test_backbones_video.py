@@ -96,17 +96,30 @@ def test_musdl_examples_use_musdls_i3d_momentum_and_core_keeps_pytorchs():
     import yaml
 
     root = Path(__file__).resolve().parents[1] / "examples"
-    momenta = {}
+    momenta, eps = {}, {}
     for path in sorted([*root.glob("musdl/*.yaml"), *root.glob("core/*.yaml")]):
         backbone = yaml.safe_load(path.read_text())["model"]["backbone"]
         if backbone["name"] == "i3d":
             params = I3DBackbone.parse_params(backbone.get("params") or {})
             momenta[f"{path.parent.name}/{path.name}"] = params.bn_momentum
+            eps[f"{path.parent.name}/{path.name}"] = params.bn_eps
     assert momenta == {
         "core/aqa7-core.yaml": 0.1, "core/mtl-aqa-core.yaml": 0.1,
         "musdl/jigsaws-musdl.yaml": 0.01, "musdl/jigsaws-usdl.yaml": 0.01,
         "musdl/mtl-aqa-musdl.yaml": 0.01, "musdl/mtl-aqa-usdl.yaml": 0.01,
     }
+    # CoRe's copy of the I3D keeps PyTorch's BatchNorm eps; MUSDL's uses TensorFlow's
+    assert eps == {name: (1e-5 if name.startswith("core/") else 1e-3) for name in momenta}
+
+
+def test_i3d_bn_eps_reaches_every_batchnorm_and_defaults_to_tensorflows():
+    default = _meta(I3DBackbone)
+    assert {b.eps for b in default.modules() if isinstance(b, torch.nn.BatchNorm3d)} == {1e-3}
+    core = _meta(I3DBackbone, bn_eps=1e-5)
+    bns = [m for m in core.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert len(bns) == 57 and all(b.eps == 1e-5 for b in bns)
+    with pytest.raises(ValidationError, match="bn_eps"):
+        I3DBackbone.parse_params({"bn_eps": 0})
 
 
 def test_i3d_passes_the_backbone_contract(one_intra_op_thread):

@@ -69,7 +69,7 @@ def _pad_same(x: Tensor, kernel: Triple, stride: Triple) -> Tensor:
 
 
 class _Unit(nn.Module):
-    """Convolution without bias, BatchNorm (eps 1e-3, as in TensorFlow) and ReLU, SAME padding."""
+    """Convolution without bias, BatchNorm (eps set by the backbone) and ReLU, SAME padding."""
 
     def __init__(self, cin: int, cout: int, kernel: Triple = (1, 1, 1),
                  stride: Triple = (1, 1, 1), momentum: float = 0.1) -> None:
@@ -148,6 +148,13 @@ class I3DParams(BaseModel):
         "while BatchNorm trains. 0.1 is PyTorch's default, and that of CoRe's I3D copy; MUSDL's "
         "copy (piergiaj's pytorch-i3d) uses 0.01; DeepMind's TensorFlow I3D used a decay of "
         "0.999, i.e. momentum 0.001.",
+    )
+    bn_eps: float = Field(
+        1e-3,
+        gt=0,
+        description="Epsilon of every BatchNorm. 1e-3 is TensorFlow's, which the converted "
+        "DeepMind weights were trained with, and that of MUSDL's copy (piergiaj's); CoRe's, "
+        "TPT's and FineDiving's copies (hassony2's kinetics_i3d_pytorch) keep PyTorch's 1e-5.",
     )
 
 
@@ -239,12 +246,12 @@ class I3DBackbone(Backbone):
 
     Conv 7x7x7/2, max pool 1x3x3/1x2x2, conv 1x1x1, conv 3x3x3, max pool, Mixed_3b-3c, max pool
     3x3x3/2, Mixed_4b-4f, max pool 2x2x2/2, Mixed_5b-5c; every convolution without bias and
-    followed by BatchNorm (eps 1e-3, TensorFlow's) and ReLU. Padding is TensorFlow's ``SAME``,
-    computed from each input's size: asymmetric where the kernel and stride need it (the
-    extra pixel after), as in the ports of DeepMind's weights, so a 16x224x224 clip gives a
-    1024x2x7x7 Mixed_5c map. Weights load from either public layout (see ``pretrained``).
-    Frames are expected normalised with the ImageNet mean and std, as the AQA methods that use
-    these weights do.
+    followed by BatchNorm (eps ``bn_eps``: TensorFlow's 1e-3 by default) and ReLU. Padding is
+    TensorFlow's ``SAME``, computed from each input's size: asymmetric where the kernel and
+    stride need it (the extra pixel after), as in the ports of DeepMind's weights, so a
+    16x224x224 clip gives a 1024x2x7x7 Mixed_5c map. Weights load from either public layout
+    (see ``pretrained``). Frames are expected normalised with the ImageNet mean and std, as
+    the AQA methods that use these weights do.
     """
 
     name = "i3d"
@@ -274,6 +281,9 @@ class I3DBackbone(Backbone):
         self.mixed5b = _Mixed(*_MIXED["mixed5b"], momentum=m)
         self.mixed5c = _Mixed(*_MIXED["mixed5c"], momentum=m)
         self.dropout = nn.Dropout(params.dropout)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm3d):
+                module.eps = params.bn_eps
 
     @classmethod
     def input_normalization(

@@ -39,8 +39,8 @@ MAX_FIT_PAIRS = 4_000_000
 """Pairs beyond this many (all groups together) are subsampled, deterministically, to fit."""
 
 
-class CoReParams(BaseModel):
-    """Parameters of :class:`CoReHead`."""
+class CoReGroupParams(BaseModel):
+    """The score, difficulty and leaf-interval settings shared by CoRe-style heads."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -62,6 +62,11 @@ class CoReParams(BaseModel):
         "theta: on raw AQA-7 scores the same as CoRe's 100 on scores normalised to 0-100.",
     )
     depth: int = Field(5, ge=2, le=8, description="Tree depth: 2 ** (depth - 1) leaves (5: 16).")
+
+
+class CoReParams(CoReGroupParams):
+    """Parameters of :class:`CoReHead`."""
+
     hidden: int = Field(256, ge=1, description="Width of the shared layer and of each node.")
 
 
@@ -98,7 +103,7 @@ class CoReHead(TaskHead):
         problem = super().check_targets(params, targets)
         if problem is None and params.score is None and len(targets.scores) != 1:
             names = ", ".join(targets.scores)
-            return f"head 'core': the dataset has several scores ({names}); set score"
+            return f"head '{cls.name}': the dataset has several scores ({names}); set score"
         return problem
 
     @classmethod
@@ -110,18 +115,7 @@ class CoReHead(TaskHead):
         super().__init__(params, in_shape, targets)
         if len(in_shape) != 1:
             raise ValueError(f"head 'core' needs feature vectors, got features of shape {in_shape}")
-        self.score_name = params.score or next(iter(targets.scores))
-        if params.score_range == "target":
-            target = targets.scores[self.score_name]
-            self.theta = float(target.high - target.low)
-            # CoRe normalises AQA-7 scores to 0-100 first: score / 100 = (raw - low) / theta
-            self.offset = float(target.low) if params.difficulty is None else 0.0
-        else:
-            if not params.score_range > 0:
-                raise ValueError("head 'core': score_range must be > 0")
-            self.theta = float(params.score_range)
-            self.offset = 0.0
-        self.leaves = 2 ** (params.depth - 1)
+        self._init_groups(params, targets)
         h = params.hidden
         self.first = nn.Sequential(nn.Linear(2 * in_shape[0] + 1, h), nn.ReLU())
         levels = range(params.depth - 1)
@@ -133,6 +127,21 @@ class CoReHead(TaskHead):
             nn.Conv1d(2**d * h, 2 ** (d + 1), 1, groups=2**d) for d in levels
         )
         self.regressor = nn.Conv1d(self.leaves * h, self.leaves, 1, groups=self.leaves)
+
+    def _init_groups(self, params: CoReGroupParams, targets: Targets) -> None:
+        """The score name, ``theta``, score offset, leaf count and the unfitted ``edges``."""
+        self.score_name = params.score or next(iter(targets.scores))
+        if params.score_range == "target":
+            target = targets.scores[self.score_name]
+            self.theta = float(target.high - target.low)
+            # CoRe normalises AQA-7 scores to 0-100 first: score / 100 = (raw - low) / theta
+            self.offset = float(target.low) if params.difficulty is None else 0.0
+        else:
+            if not params.score_range > 0:
+                raise ValueError(f"head '{self.name}': score_range must be > 0")
+            self.theta = float(params.score_range)
+            self.offset = 0.0
+        self.leaves = 2 ** (params.depth - 1)
         self.register_buffer("edges", torch.full((self.leaves, 2), float("nan")))
 
     # ------------------------------------------------------------------ groups
@@ -142,11 +151,11 @@ class CoReHead(TaskHead):
             return scores
         if difficulty is None:
             raise DataError(
-                f"head 'core' divides scores by '{self.params.difficulty}', which the batch "
+                f"head '{self.name}' divides scores by '{self.params.difficulty}', which the batch "
                 "does not carry"
             )
         difficulty = torch.as_tensor(difficulty).float().reshape(scores.shape)
-        _check_divisors(self.params.difficulty, difficulty, keys)
+        _check_divisors(self.params.difficulty, difficulty, keys, self.name)
         return scores / difficulty.to(scores.device)
 
     def fit(self, data: Any) -> None:
@@ -172,8 +181,8 @@ class CoReHead(TaskHead):
         d = torch.cat(deltas)
         if not d.numel():
             raise DataError(
-                "head 'core': no two training samples share a group, so no score difference "
-                "to fit its intervals on"
+                f"head '{self.name}': no two training samples share a group, so no score "
+                "difference to fit its intervals on"
             )
         if d.numel() > MAX_FIT_PAIRS:
             gen = torch.Generator().manual_seed(0)
@@ -181,7 +190,7 @@ class CoReHead(TaskHead):
         edges = self.intervals(d, self.leaves, self.theta)
         if bool((edges[:, 1] < edges[:, 0]).any()):
             raise DataError(
-                f"head 'core': score_range {self.theta:g} is below the edge "
+                f"head '{self.name}': score_range {self.theta:g} is below the edge "
                 f"{float(edges[-1, 0]):g} of the last interval (score differences of the "
                 f"training pairs reach {float(d.max()):g}); set score_range above the "
                 "differences (CoRe: 30 for scores divided by the difficulty, 100 for 0-100 "
@@ -195,8 +204,8 @@ class CoReHead(TaskHead):
         scores = torch.tensor(data.scores.get(self.score_name, []), dtype=torch.float64)
         if len(scores) != len(keys):
             raise DataError(
-                f"head 'core': {len(keys) - len(scores)} of the {len(keys)} training samples "
-                f"have no '{self.score_name}' to fit the intervals on"
+                f"head '{self.name}': {len(keys) - len(scores)} of the {len(keys)} training "
+                f"samples have no '{self.score_name}' to fit the intervals on"
             )
         name = self.params.difficulty
         if name is None:
@@ -204,10 +213,10 @@ class CoReHead(TaskHead):
         diff = torch.tensor(data.arrays.get(name, []), dtype=torch.float64).reshape(-1)
         if len(diff) != len(keys):
             raise DataError(
-                f"head 'core': {len(keys) - len(diff)} of the {len(keys)} training samples "
+                f"head '{self.name}': {len(keys) - len(diff)} of the {len(keys)} training samples "
                 f"have no '{name}' to divide their scores by"
             )
-        _check_divisors(name, diff, keys)
+        _check_divisors(name, diff, keys, self.name)
         return scores / diff
 
     @staticmethod
@@ -230,8 +239,8 @@ class CoReHead(TaskHead):
     def _checked_edges(self) -> Tensor:
         if not bool(torch.isfinite(self.edges).all()):
             raise DataError(
-                "head 'core' has no fitted intervals: they are fitted on the training samples "
-                "when a run starts, and loaded from its checkpoints"
+                f"head '{self.name}' has no fitted intervals: they are fitted on the training "
+                "samples when a run starts, and loaded from its checkpoints"
             )
         return self.edges
 
@@ -301,7 +310,7 @@ class CoReHead(TaskHead):
             DataError: Without exemplars, or without their targets.
         """
         if partners is None or "features" not in partners:
-            raise DataError("head 'core' needs exemplars: set data.partners in the spec")
+            raise DataError(f"head '{self.name}' needs exemplars: set data.partners in the spec")
         theirs = partners["features"]
         arrays = partners.get("arrays") or {}
         name = self.params.difficulty
@@ -362,7 +371,7 @@ class CoReHead(TaskHead):
             value = ((inputs or {}).get("arrays") or {}).get(name)
             if value is None:
                 raise DataError(
-                    f"head 'core' multiplies its prediction by the sample's '{name}', which "
+                    f"head '{self.name}' multiplies its prediction by the sample's '{name}', which "
                     "is not known here (a bare video has no targets)"
                 )
             score = score * value.to(score.device).float().reshape(score.shape)
@@ -378,13 +387,14 @@ class CoReHead(TaskHead):
         return score_metrics(predictions[name], references[name])
 
 
-def _check_divisors(name: str, values: Tensor, keys: Any = None) -> None:
+def _check_divisors(name: str, values: Tensor, keys: Any = None, who: str = "core") -> None:
     """Raise naming the samples whose difficulty is not a finite positive number.
 
     Args:
         name: The difficulty target's name.
         values: Its values, any shape.
         keys: The samples' keys in the same layout (a list, or a list of lists), if known.
+        who: The head's registry name, for the message.
     """
     bad = ~torch.isfinite(values) | (values <= 0)
     if not bool(bad.any()):
@@ -399,6 +409,6 @@ def _check_divisors(name: str, values: Tensor, keys: Any = None) -> None:
         for i in rows[:5]
     )
     raise DataError(
-        f"head 'core' divides scores by '{name}', which must be a finite number > 0, but "
+        f"head '{who}' divides scores by '{name}', which must be a finite number > 0, but "
         f"sample(s) {shown} have other values; fix the annotations or leave 'difficulty' unset"
     )

@@ -45,7 +45,9 @@ TEST = [(EVENT, 3), ("02", 1)]
 
 
 def _labels(lengths: tuple[int, ...], ids: tuple[int, ...]) -> np.ndarray:
-    return np.concatenate([np.full(n, i, dtype=np.int64) for n, i in zip(lengths, ids, strict=True)])
+    return np.concatenate(
+        [np.full(n, i, dtype=np.int64) for n, i in zip(lengths, ids, strict=True)]
+    )
 
 
 def write_finediving(root: Path, frames: bool = True) -> Path:

@@ -149,6 +149,10 @@ def test_example_builds_where_its_data_is_available(path, tmp_path):
         ]
     elif dataset == "synthetic-routines":
         overrides += [f"data.params.root={tmp_path / 'synthetic'}", "data.params.routines=16"]
+    elif dataset == "finediving":  # its annotation files are not redistributed: a tiny fake
+        from test_data_finediving import write_finediving
+
+        overrides.append(f"data.params.root={write_finediving(tmp_path / 'finediving')}")
     elif dataset in {"mtl-aqa", "aqa-7", "jigsaws", "rhythmic-gymnastics"}:
         pytest.fail(f"{_rel(path)}: root {spec_root!r} is not mapped to ../shared/data here")
     resolved = load(path, overrides, registry=registry, label=_rel(path))

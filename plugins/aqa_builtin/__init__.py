@@ -54,6 +54,7 @@ def register_heads(register: Register) -> None:
     from aqa_builtin.heads.gdlt import GDLTHead
     from aqa_builtin.heads.ranking import RankingHead
     from aqa_builtin.heads.score import ScoreHead
+    from aqa_builtin.heads.tpt import TPTHead
 
     register(ScoreHead)
     register(ClassificationHead)
@@ -62,6 +63,7 @@ def register_heads(register: Register) -> None:
     register(MUSDLHead)
     register(GDLTHead)
     register(CoReHead)
+    register(TPTHead)
     register(RankingHead)
 
 
@@ -72,6 +74,7 @@ def register_datasets(register: Register) -> None:
     from aqa_builtin.datasets.best import BESTDataset
     from aqa_builtin.datasets.epic_skills import EpicSkillsDataset
     from aqa_builtin.datasets.features import FeaturesDataset
+    from aqa_builtin.datasets.finediving import FineDivingDataset
     from aqa_builtin.datasets.jigsaws import JIGSAWSDataset
     from aqa_builtin.datasets.mtl_aqa import MTLAQADataset
     from aqa_builtin.datasets.rhythmic_gymnastics import RhythmicGymnasticsDataset
@@ -91,6 +94,7 @@ def register_datasets(register: Register) -> None:
     register(EpicSkillsDataset)
     register(BESTDataset)
     register(SyntheticPairsDataset)
+    register(FineDivingDataset)
 
 
 @hookimpl

@@ -445,6 +445,7 @@ HEADS = {
         {"partners": {"train": 1, "test": 3, "group_by": "difficulty"}},
     ),
     "ranking": ({"hidden": 8}, _PAIRS, {"partners": {"train": 1, "test": 1}}),  # pair mates
+    "tpt": CheckedIn("test_tpt_head.py::test_the_kit_with_exemplars"),  # clips of 8 frames
 }
 REGISTRY = Registry(entry_points=[], builtins=True, strict=True)  # built-ins only
 
@@ -527,6 +528,7 @@ DATASETS = {
     ),
     "epic-skills": CheckedIn("test_pairwise.py::test_epic_skills_counts_match_stats"),
     "best": CheckedIn("test_pairwise.py::test_best_counts_match_stats"),
+    "finediving": CheckedIn("test_data_finediving.py::test_default_transforms_and_kit"),
 }
 
 

@@ -20,21 +20,20 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aqa_builtin.datasets.pair_release import ReleasePairDataset, check_tasks
 from aqa_framework.component import PATH_PARAM
 from aqa_framework.data.pairs import (
     Pair,
-    PairFeatureDataset,
     PairParams,
     Problem,
     check_pairs,
     read_order_table,
 )
 from aqa_framework.errors import DataError
-from aqa_framework.video.params import expand_path
 
 __all__ = ["TASKS", "BESTDataset", "BESTParams"]
 
@@ -60,12 +59,7 @@ class BESTParams(PairParams):
     @field_validator("tasks")
     @classmethod
     def _known(cls, tasks: list[str]) -> list[str]:
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; the tasks are {', '.join(TASKS)}")
-        if len(set(tasks)) != len(tasks):
-            raise ValueError("a task is listed twice")
-        return tasks
+        return check_tasks(tasks, TASKS)
 
 
 def read_best_videos(path: Path) -> dict[str, set[str]]:
@@ -104,7 +98,7 @@ def read_video_list(path: Path) -> set[str]:
         raise DataError(f"cannot read video list {path}: {exc}") from None
 
 
-class BESTDataset(PairFeatureDataset):
+class BESTDataset(ReleasePairDataset):
     """BEST skill pairs (5 everyday tasks, fixed train/test) on per-video clip features.
 
     A sample is a (better, worse) pair of one task: the better video, with the worse one as
@@ -113,15 +107,6 @@ class BESTDataset(PairFeatureDataset):
 
     name = "best"
     Params: ClassVar[type[BaseModel]] = BESTParams
-
-    @classmethod
-    def root_folder(cls, params: Any) -> Path | None:
-        """The release folder (``root``)."""
-        return expand_path(params.root)
-
-    def tasks_of(self) -> list[str]:
-        """The configured tasks."""
-        return list(self.params.tasks)
 
     def read_pairs(self, split: str) -> tuple[list[Pair], list[Problem]]:
         """The split's pairs of every task, checked against the split's video list."""

@@ -22,21 +22,20 @@ features as RAAN uses them are not part of the release.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aqa_builtin.datasets.pair_release import ReleasePairDataset, check_tasks
 from aqa_framework.component import PATH_PARAM
 from aqa_framework.data.pairs import (
     Pair,
-    PairFeatureDataset,
     PairParams,
     Problem,
     check_pairs,
     read_order_table,
     read_winner_table,
 )
-from aqa_framework.video.params import expand_path
 
 __all__ = ["TASKS", "EpicSkillsDataset", "EpicSkillsParams"]
 
@@ -72,15 +71,10 @@ class EpicSkillsParams(PairParams):
     @field_validator("tasks")
     @classmethod
     def _known(cls, tasks: list[str]) -> list[str]:
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; the tasks are {', '.join(TASKS)}")
-        if len(set(tasks)) != len(tasks):
-            raise ValueError("a task is listed twice")
-        return tasks
+        return check_tasks(tasks, TASKS)
 
 
-class EpicSkillsDataset(PairFeatureDataset):
+class EpicSkillsDataset(ReleasePairDataset):
     """EPIC-Skills 2018 skill pairs (7 tasks, 4 folds) on per-video clip features.
 
     A sample is a (better, worse) pair of one task: the better video, with the worse one as
@@ -89,15 +83,6 @@ class EpicSkillsDataset(PairFeatureDataset):
 
     name = "epic-skills"
     Params: ClassVar[type[BaseModel]] = EpicSkillsParams
-
-    @classmethod
-    def root_folder(cls, params: Any) -> Path | None:
-        """The release folder (``root``)."""
-        return expand_path(params.root)
-
-    def tasks_of(self) -> list[str]:
-        """The configured tasks, in the release's order."""
-        return list(self.params.tasks)
 
     def task_folder(self, task: str) -> Path:
         """``<root>/annotations/<Task>``."""

@@ -140,7 +140,8 @@ def _type_name(annotation: Any) -> str:
     return text or str(annotation).replace("typing.", "")
 
 
-def _component_json(e: Any) -> dict[str, Any]:
+def _entry_json(e: Any) -> dict[str, Any]:
+    """What ``--json`` gives of any listed entry: kind, name, summary and its plugin."""
     return {
         "kind": e.kind,
         "name": e.name,
@@ -148,22 +149,16 @@ def _component_json(e: Any) -> dict[str, Any]:
         "plugin": e.plugin.name,
         "distribution": e.plugin.distribution,
         "version": e.plugin.version,
-        "class": e.qualname,
     }
+
+
+def _component_json(e: Any) -> dict[str, Any]:
+    return _entry_json(e) | {"class": e.qualname}
 
 
 def _extension_json(e: Any) -> dict[str, Any]:
     """A callback, tracker or command as ``--json`` gives it."""
-    doc: dict[str, Any] = {
-        "kind": e.kind,
-        "name": e.name,
-        "summary": e.summary,
-        "plugin": e.plugin.name,
-        "distribution": e.plugin.distribution,
-        "version": e.plugin.version,
-        "builtin": bool(e.plugin.builtin),
-        "use": e.usage,
-    }
+    doc = _entry_json(e) | {"builtin": bool(e.plugin.builtin), "use": e.usage}
     if e.kind == "command":
         doc["target"] = e.target
         return doc

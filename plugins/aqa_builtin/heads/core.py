@@ -309,16 +309,7 @@ class CoReHead(TaskHead):
         Raises:
             DataError: Without exemplars, or without their targets.
         """
-        if partners is None or "features" not in partners:
-            raise DataError(f"head '{self.name}' needs exemplars: set data.partners in the spec")
-        theirs = partners["features"]
-        arrays = partners.get("arrays") or {}
-        name = self.params.difficulty
-        base = self._normalised(
-            partners["scores"][self.score_name],
-            arrays.get(name) if name else None,
-            partners.get("key"),
-        )
+        theirs, base = self._exemplars(partners)
         query = features.unsqueeze(1).expand_as(theirs)
         logp, off = self._pairs(theirs, query, base)
         out = {"leaf_logp": logp, "offset": off, "base": base}
@@ -326,6 +317,23 @@ class CoReHead(TaskHead):
             own = self._own(batch).unsqueeze(1).expand_as(base)
             out["rev_leaf_logp"], out["rev_offset"] = self._pairs(query, theirs, own)
         return out
+
+    def _exemplars(self, partners: Mapping[str, Any] | None) -> tuple[Tensor, Tensor]:
+        """The exemplars' features and normalised scores ``(B, K)``.
+
+        Raises:
+            DataError: Without exemplars, or without their targets.
+        """
+        if partners is None or "features" not in partners:
+            raise DataError(f"head '{self.name}' needs exemplars: set data.partners in the spec")
+        arrays = partners.get("arrays") or {}
+        name = self.params.difficulty
+        base = self._normalised(
+            partners["scores"][self.score_name],
+            arrays.get(name) if name else None,
+            partners.get("key"),
+        )
+        return partners["features"], base
 
     def _own(self, batch: Mapping[str, Any]) -> Tensor:
         name = self.params.difficulty

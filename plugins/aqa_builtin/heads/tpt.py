@@ -232,17 +232,8 @@ class TPTHead(CoReHead):
         Raises:
             DataError: Without exemplars or their targets, or with non-finite features.
         """
-        if partners is None or "features" not in partners:
-            raise DataError("head 'tpt' needs exemplars: set data.partners in the spec")
-        theirs = partners["features"]
+        theirs, base = self._exemplars(partners)
         b, k = theirs.shape[:2]
-        arrays = partners.get("arrays") or {}
-        name = self.params.difficulty
-        base = self._normalised(
-            partners["scores"][self.score_name],
-            arrays.get(name) if name else None,
-            partners.get("key"),
-        )
         parts, attention = self.parse(torch.cat([features, theirs.flatten(0, 1)]))
         own_parts = parts[:b].unsqueeze(1).expand(b, k, *parts.shape[1:])
         their_parts = parts[b:].unflatten(0, (b, k))
